@@ -1,0 +1,24 @@
+"""The argument convention every job shares: --config FILE_OR_PRESET plus key.sub=value overrides."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stark.platform.config import ConfigError, load_config
+
+
+def job_parser(prog: str, description: str, default_config: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", default=default_config,
+                        help=f"YAML file or preset name (default: {default_config})")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """Load and validate the config, or exit 2 with the error (file, key) before any work starts."""
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

@@ -1,0 +1,32 @@
+"""`stark SUBCOMMAND ...`: dispatches to one module per job (each also runs as `python -m stark.jobs.X`)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module with main(argv) -> int, one-line help). Modules load lazily so that
+# `stark --help` answers without importing torch or Ray.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "model-summary": ("stark.jobs.model_summary", "parameter count per part and FLOPs per tracked frame"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stark", description="Train, tune, evaluate and ship the STARK tracker.",
+        epilog="Every command takes --config FILE_OR_PRESET and key.sub=value overrides; "
+               "`stark COMMAND --help` for its options.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return module.main(rest, prog=f"stark {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

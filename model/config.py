@@ -1,0 +1,89 @@
+"""Typed configuration of the network. Builders read these; modules never see them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONE_STRIDE = 16  # ResNet cut after layer3
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "resnet50"  # one of BACKBONE_NAMES
+    weights: str | None = None  # torchvision-format ImageNet state_dict file; None = random init
+    # Stages whose weights are trained (official STARK: layer2 and layer3; conv1/bn1/layer1 never).
+    trainable_stages: list[str] = field(default_factory=lambda: ["layer2", "layer3"])
+
+    def validate(self) -> None:
+        if self.name not in BACKBONE_NAMES:
+            raise ValueError(f"model.backbone.name: {self.name!r} is not one of {BACKBONE_NAMES}")
+        bad = [s for s in self.trainable_stages if s not in ("layer2", "layer3")]
+        if bad:
+            raise ValueError(f"model.backbone.trainable_stages: {bad} (only layer2/layer3 may train)")
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 256
+    nheads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        if self.d_model % self.nheads:
+            raise ValueError(f"model.transformer.d_model ({self.d_model}) must divide by nheads ({self.nheads})")
+        if self.d_model % 2:
+            raise ValueError("model.transformer.d_model must be even (half the channels per sine axis)")
+        if self.enc_layers < 1 or self.dec_layers < 1:
+            raise ValueError("model.transformer.enc_layers and dec_layers must be >= 1")
+
+
+@dataclass
+class HeadConfig:
+    corner_channels: int = 256  # first conv width of each corner branch; halves 3 times
+    score_layers: int = 3  # MLP depth of the STARK-ST score head
+
+    def validate(self) -> None:
+        if self.corner_channels % 8:
+            raise ValueError("model.head.corner_channels must be divisible by 8")
+
+
+@dataclass
+class ModelConfig:
+    variant: Literal["S", "ST"] = "ST"  # STARK-S: one template, no score head; STARK-ST: two + score head
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    template_size: int = 128  # pixels, square crop
+    search_size: int = 320
+    template_factor: float = 2.0  # crop side = factor * sqrt(w * h)
+    search_factor: float = 5.0
+
+    @property
+    def num_templates(self) -> int:
+        return 1 if self.variant == "S" else 2
+
+    @property
+    def search_feat_size(self) -> int:
+        return self.search_size // BACKBONE_STRIDE
+
+    @property
+    def template_feat_size(self) -> int:
+        return self.template_size // BACKBONE_STRIDE
+
+    def validate(self) -> None:
+        if self.variant not in ("S", "ST"):
+            raise ValueError(f"model.variant: {self.variant!r} is not 'S' or 'ST'")
+        for key in ("template_size", "search_size"):
+            value = getattr(self, key)
+            if value <= 0 or value % BACKBONE_STRIDE:
+                raise ValueError(f"model.{key}: {value} must be a positive multiple of {BACKBONE_STRIDE}")
+        for key in ("template_factor", "search_factor"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"model.{key} must be > 0")
+        self.backbone.validate()
+        self.transformer.validate()
+        self.head.validate()
