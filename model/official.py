@@ -4,6 +4,8 @@ A release file is a torch-saved dict whose 'net' entry is the network's state_di
 pickled objects of the official repo (settings, stats). Those are read with torch's weights-only
 unpickler, which never runs code: each foreign class is bound to an inert stand-in that only
 records the name, so the file loads without the official repo and nothing in it executes.
+Globals that can only mean code execution (os.system, subprocess, builtins.eval, ...) stay
+blocked by torch: such a file is refused with the offending name.
 """
 from __future__ import annotations
 
