@@ -1,0 +1,96 @@
+"""Per-frame tracking forward latency (templates cached, as the tracker runs), side by side per mode.
+
+    python benchmarks/model_latency.py                 # S50 and ST50, all modes, 20 runs each
+    python benchmarks/model_latency.py --runs 5 --presets stark_tiny --no-compile
+
+A tracked frame = search-crop backbone + transformer over template and search tokens + heads.
+Modes: fp32 under no_grad (the baseline), inference_mode, channels_last, bf16 autocast, and
+torch.compile. Ratios are against fp32 measured in the same run on the same inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+
+from stark.model.stark import build_stark
+from stark.model.summary import cache_templates, count_flops, example_inputs
+from stark.platform.config import load_config
+
+
+def time_interleaved(steps: dict, runs: int, warmup: int) -> dict[str, float]:
+    """Median seconds per step; modes alternate run by run so load changes hit them all alike."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(runs):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def modes(model, cached, search, search_mask, compile_too: bool):
+    """name -> a zero-argument callable that tracks one frame."""
+    def plain(grad_ctx, autocast=None, net=model, x=search):
+        def step():
+            with grad_ctx(), (autocast or nullcontext()):
+                net.forward_search(cached, x, search_mask)
+        return step
+
+    yield "fp32 no_grad", plain(torch.no_grad)
+    yield "fp32 inference_mode", plain(torch.inference_mode)
+    cl_model = build_clone(model).to(memory_format=torch.channels_last)
+    yield "channels_last", plain(torch.inference_mode, net=cl_model,
+                                 x=search.contiguous(memory_format=torch.channels_last))
+    yield "bf16 autocast", plain(torch.inference_mode, autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+    if compile_too:
+        compiled = torch.compile(model.forward_search, dynamic=False)
+
+        def step():
+            with torch.no_grad():
+                compiled(cached, search, search_mask)
+        yield "torch.compile", step
+
+
+def build_clone(model):
+    import copy
+    return copy.deepcopy(model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["stark_s50", "stark_st50"])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build on CPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.runs} runs after {args.warmup} warm-up")
+    header = f"{'preset':<12}{'mode':<22}{'ms/frame':>10}{'frames/s':>10}{'vs fp32':>9}{'GFLOP/frame':>13}{'GFLOP/s':>9}"
+    print(header)
+    print("-" * len(header))
+    for preset in args.presets:
+        cfg = load_config(preset).model
+        model = build_stark(cfg).eval()
+        gflop = count_flops(model, cfg).per_frame / 1e9
+        templates, template_masks, search, search_mask = example_inputs(cfg)
+        cached = cache_templates(model, templates, template_masks)
+        medians = time_interleaved(dict(modes(model, cached, search, search_mask, not args.no_compile)),
+                                   args.runs, args.warmup)
+        baseline = medians["fp32 no_grad"]
+        for name, seconds in medians.items():
+            print(f"{preset:<12}{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>10.2f}{baseline / seconds:>8.2f}x"
+                  f"{gflop:>13.2f}{gflop / seconds:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
