@@ -1,0 +1,87 @@
+"""Success and precision plots (PNG) for one or several trackers on one split.
+
+Drawn on a bare matplotlib Figure with the Agg canvas (no pyplot, no global backend switch), so
+plots can be made from any thread or Ray worker without a display. Curves and scores come from
+`stark.platform.metrics.BenchmarkMetrics`; axes and legends use fractions, like the scores.
+Trackers are listed best first, as the GOT-10k toolkit and pytracking do:
+
+- success plot: success rate vs overlap threshold 0..1; legend "[AUC x]" under OPE (mean of the
+  21 points) or "[AO x]" under GOT-10k (the toolkit's legend);
+- precision plot: precision vs location error threshold 0..50 px; legend "[P@20 x]";
+- normalised precision plot: vs normalised error 0..0.5; legend "[P_norm@0.2 x]".
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from stark.platform.metrics import (CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS, OVERLAP_THRESHOLDS,
+                                    PRECISION_INDEX, BenchmarkMetrics)
+from stark.platform.results import atomic_write_bytes
+
+_LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def plot_success(results: Mapping[str, BenchmarkMetrics], path: Path, *, title: str = "Success plot") -> Path:
+    """{tracker name: metrics} -> PNG at path."""
+    def score(m: BenchmarkMetrics) -> tuple[str, float]:
+        return ("AO", m.scores["ao"]) if m.protocol == "got10k" else ("AUC", m.scores["auc"])
+    curves = {name: (m.success_curve, *score(m)) for name, m in results.items()}
+    return _plot(curves, OVERLAP_THRESHOLDS, path, title=title, xlabel="Overlap threshold",
+                 ylabel="Success rate", xlim=(0.0, 1.0), legend_loc="lower left")
+
+
+def plot_precision(results: Mapping[str, BenchmarkMetrics], path: Path, *, normalized: bool = False,
+                   title: str | None = None) -> Path:
+    """{tracker name: metrics} -> PNG at path; `normalized` plots the normalised precision."""
+    if normalized:
+        curves = {name: (m.norm_precision_curve, "P_norm@0.2", float(m.norm_precision_curve[PRECISION_INDEX]))
+                  for name, m in results.items()}
+        return _plot(curves, NORM_CENTER_THRESHOLDS, path, title=title or "Normalized precision plot",
+                     xlabel="Normalized location error threshold", ylabel="Precision", xlim=(0.0, 0.5),
+                     legend_loc="lower right")
+    curves = {name: (m.precision_curve, "P@20", float(m.precision_curve[PRECISION_INDEX]))
+              for name, m in results.items()}
+    return _plot(curves, CENTER_THRESHOLDS_PX, path, title=title or "Precision plot",
+                 xlabel="Location error threshold [pixels]", ylabel="Precision", xlim=(0.0, 50.0),
+                 legend_loc="lower right")
+
+
+def plot_benchmark(results: Mapping[str, BenchmarkMetrics], out_dir: Path, *, benchmark: str = "") -> dict[str, Path]:
+    """success.png, precision.png and norm_precision.png in out_dir; returns {plot: path}."""
+    out_dir = Path(out_dir)
+    suffix = f" on {benchmark}" if benchmark else ""
+    return {
+        "success": plot_success(results, out_dir / "success.png", title=f"Success plot{suffix}"),
+        "precision": plot_precision(results, out_dir / "precision.png", title=f"Precision plot{suffix}"),
+        "norm_precision": plot_precision(results, out_dir / "norm_precision.png", normalized=True,
+                                         title=f"Normalized precision plot{suffix}"),
+    }
+
+
+def _plot(curves: dict, thresholds, path: Path, *, title: str, xlabel: str, ylabel: str,
+          xlim: tuple[float, float], legend_loc: str) -> Path:
+    if not curves:
+        raise ValueError("nothing to plot: no trackers given")
+    fig = Figure(figsize=(6.0, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ranked = sorted(curves.items(), key=lambda item: -_sortable(item[1][2]))
+    for i, (name, (curve, label, value)) in enumerate(ranked):
+        ax.plot(thresholds, curve, linestyle=_LINE_STYLES[(i // 10) % len(_LINE_STYLES)], linewidth=2,
+                label=f"{name} [{label} {value:.3f}]")
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0.0, 1.0), title=title)
+    ax.grid(True, linestyle="-.")
+    ax.legend(loc=legend_loc, fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def _sortable(value: float) -> float:
+    return value if value == value else float("-inf")  # NaN last
