@@ -29,8 +29,19 @@ class Tokens:
 
     @staticmethod
     def concat(parts: list["Tokens"]) -> "Tokens":
+        """Join along the token axis (template tokens, then search tokens)."""
         return Tokens(torch.cat([p.feat for p in parts], 0), torch.cat([p.mask for p in parts], 1),
                       torch.cat([p.pos for p in parts], 0))
+
+    @staticmethod
+    def stack(parts: list["Tokens"]) -> "Tokens":
+        """Join along the batch axis (one image's tokens per part, same L)."""
+        return Tokens(torch.cat([p.feat for p in parts], 1), torch.cat([p.mask for p in parts], 0),
+                      torch.cat([p.pos for p in parts], 1))
+
+    def select(self, index: int) -> "Tokens":
+        """Batch element `index`, keeping a batch axis of 1."""
+        return Tokens(self.feat[:, index:index + 1], self.mask[index:index + 1], self.pos[:, index:index + 1])
 
 
 class STARK(nn.Module):

@@ -1,0 +1,77 @@
+"""Frame sources the tracker reads: video files (decord), JPEG folders (PIL). Frames are HWC uint8 RGB."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+
+
+class FrameSource(Protocol):
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+
+class ImageFolderFrames:
+    """Frames as image files, in the order given (or sorted by name)."""
+
+    def __init__(self, paths: list[str | Path]):
+        if not paths:
+            raise ValueError("no frames: the image list is empty")
+        self.paths = [Path(p) for p in paths]
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "ImageFolderFrames":
+        folder = Path(folder)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return cls(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from PIL import Image
+
+        for path in self.paths:
+            try:
+                with Image.open(path) as image:
+                    yield np.asarray(image.convert("RGB"))
+            except OSError as exc:
+                raise ValueError(f"{path}: unreadable image: {exc}") from exc
+
+
+class VideoFrames:
+    """A video file (or a file-like object holding one) decoded with decord, in chunks."""
+
+    def __init__(self, source, name: str | None = None, chunk: int = 16):
+        import decord
+
+        self.name = name or str(source)
+        try:
+            self.reader = decord.VideoReader(source if not isinstance(source, Path) else str(source), num_threads=1)
+        except Exception as exc:  # decord raises its own DECORDError for anything unreadable
+            raise ValueError(f"{self.name}: not a readable video: {exc}") from exc
+        self.chunk = chunk
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.reader), self.chunk):
+            batch = self.reader.get_batch(list(range(start, min(start + self.chunk, len(self.reader))))).asnumpy()
+            yield from batch
+
+
+def open_frames(path: str | Path) -> FrameSource:
+    """A folder of images or a video file."""
+    path = Path(path)
+    if path.is_dir():
+        return ImageFolderFrames.from_folder(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such video file or image folder")
+    return VideoFrames(path)

@@ -1,0 +1,196 @@
+"""STARK-S / STARK-ST online tracking, one sequence or many in one batched forward per step.
+
+Per frame: crop the search region at search_factor around the previous box (zero padding + mask),
+run the network with the cached template tokens, map the normalised box back to the frame and clip
+it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST: on every
+`update_interval`-th frame, if the score head's sigmoid exceeds `score_threshold`, the dynamic
+template is re-cropped around the new box. Template tokens are computed once per template.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from stark.model.config import ModelConfig
+from stark.model.stark import STARK, Tokens
+from stark.platform.crop import clip_box_xywh, crop_around_box
+from stark.platform.image_norm import normalize_crops
+
+
+@dataclass
+class TrackerSettings:
+    update_interval: int = 200  # frames between dynamic-template updates (official: 200 LaSOT/GOT-10k, 25 TrackingNet)
+    score_threshold: float = 0.5  # update only when sigmoid(score) exceeds this
+    box_margin: float = 10.0  # a clipped box keeps at least this many pixels inside the frame
+
+    def validate(self) -> None:
+        if self.update_interval < 1:
+            raise ValueError(f"tracker.update_interval must be >= 1, got {self.update_interval}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"tracker.score_threshold must be in [0, 1], got {self.score_threshold}")
+        if self.box_margin < 1:
+            raise ValueError("tracker.box_margin must be >= 1")
+
+
+@dataclass
+class TrackState:
+    """One sequence being tracked."""
+
+    box: np.ndarray  # xywh, frame pixels
+    frame_index: int  # frames since the initial one
+    templates: list[Tokens]  # [initial] or [initial, dynamic], each with a batch axis of 1
+    updates: list[int] = field(default_factory=list)  # frame indices where the dynamic template changed
+
+
+@dataclass
+class TrackResult:
+    boxes: np.ndarray  # [N, 4] xywh; row 0 is the given box
+    scores: np.ndarray  # [N]; NaN where there is no score (frame 0, STARK-S)
+    seconds: np.ndarray  # [N] wall time spent on each frame
+    updates: list[int]  # frame indices where the dynamic template was replaced
+
+
+def should_update(frame_index: int, score: float, settings: TrackerSettings) -> bool:
+    """The STARK-ST rule: only on interval frames, and only above the threshold."""
+    return frame_index % settings.update_interval == 0 and score > settings.score_threshold
+
+
+class StarkTracker:
+    def __init__(self, model: STARK, model_cfg: ModelConfig, settings: TrackerSettings,
+                 device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None):
+        settings.validate()
+        self.model = model.eval().to(device)
+        self.cfg = model_cfg
+        self.settings = settings
+        self.device = torch.device(device)
+        self.amp_dtype = amp_dtype
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _embed(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[Tokens]:
+        """Template crops around each box -> one Tokens (batch 1) per frame, in one backbone pass."""
+        crops, masks = zip(*(crop_around_box(f, b, self.cfg.template_factor, self.cfg.template_size)[:2]
+                             for f, b in zip(frames, boxes)))
+        images = normalize_crops(np.stack(crops)).to(self.device)
+        mask = torch.from_numpy(np.stack(masks)).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            tokens = self.model.forward_backbone(images, mask)
+        return [tokens.select(i) for i in range(len(frames))]
+
+    def start(self, frame: np.ndarray, box_xywh) -> TrackState:
+        return self.start_many([frame], [box_xywh])[0]
+
+    def start_many(self, frames: list[np.ndarray], boxes) -> list[TrackState]:
+        boxes = [np.asarray(b, dtype=np.float64) for b in boxes]
+        for frame, box in zip(frames, boxes):
+            h, w = frame.shape[:2]
+            if not (box[2] > 0 and box[3] > 0) or box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 \
+                    or box[1] + box[3] <= 0:
+                raise ValueError(f"initial box {box.tolist()} is empty or outside the {w}x{h} frame")
+        embedded = self._embed(frames, boxes)
+        # STARK-ST starts with the dynamic template equal to the initial one.
+        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates)
+                for b, z in zip(boxes, embedded)]
+
+    def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
+        """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
+        crops, masks, windows = zip(*(crop_around_box(f, s.box, self.cfg.search_factor, self.cfg.search_size)
+                                      for s, f in zip(states, frames)))
+        search = normalize_crops(np.stack(crops)).to(self.device)
+        search_mask = torch.from_numpy(np.stack(masks)).to(self.device)
+        templates = [Tokens.stack([s.templates[t] for s in states]) for t in range(self.cfg.num_templates)]
+        with torch.inference_mode(), self._autocast():
+            out = self.model.forward_search(templates, search, search_mask)
+        boxes = (out["pred_boxes"].float() * self.cfg.search_size).cpu().numpy()  # cxcywh, crop pixels
+        if "pred_logits" in out:
+            scores = out["pred_logits"].float().sigmoid().cpu().numpy()
+        else:
+            scores = np.full(len(states), math.nan)
+
+        due = []
+        for i, (state, frame, window) in enumerate(zip(states, frames, windows)):
+            cx, cy, w, h = boxes[i]
+            in_frame = window.box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))
+            state.box = clip_box_xywh(in_frame, frame.shape[0], frame.shape[1], self.settings.box_margin)
+            state.frame_index += 1
+            if self.cfg.num_templates > 1 and should_update(state.frame_index, float(scores[i]), self.settings):
+                due.append(i)
+        if due:
+            for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
+                states[i].templates = [states[i].templates[0], tokens]
+                states[i].updates.append(states[i].frame_index)
+        return [float(s) for s in scores]
+
+    def track(self, frames: Iterable[np.ndarray], init_box_xywh) -> TrackResult:
+        """One sequence, one frame at a time."""
+        return next(iter(track_many(self, [(frames, init_box_xywh)], batch_size=1)))[1]
+
+
+def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndarray], object]],
+               batch_size: int, on_done: Callable[[int, TrackResult], None] | None = None
+               ) -> Iterator[tuple[int, TrackResult]]:
+    """Track many sequences with one batched forward per step over all active ones.
+
+    Sequences join as slots free up and leave when their frames run out; yields (index, result)
+    in the order sequences finish. Each sequence's boxes equal those of tracking it alone.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    pending = iter(enumerate(sequences))
+    active: list[dict] = []
+    exhausted = False
+    while active or not exhausted:
+        # fill free slots
+        joining = []
+        while not exhausted and len(active) + len(joining) < batch_size:
+            try:
+                index, (frames, box) = next(pending)
+            except StopIteration:
+                exhausted = True
+                break
+            iterator = iter(frames)
+            first = next(iterator, None)
+            if first is None:
+                raise ValueError(f"sequence {index} has no frames")
+            joining.append({"index": index, "frames": iterator, "first": first, "box": box})
+        if joining:
+            start = time.perf_counter()
+            states = tracker.start_many([j["first"] for j in joining], [j["box"] for j in joining])
+            share = (time.perf_counter() - start) / len(joining)
+            for j, state in zip(joining, states):
+                j.update(state=state, boxes=[state.box.copy()], scores=[math.nan], seconds=[share])
+                del j["first"]
+            active.extend(joining)
+        if not active:
+            break
+        # next frame of every active sequence; finished ones leave
+        stepping, frames = [], []
+        for seq in list(active):
+            frame = next(seq["frames"], None)
+            if frame is None:
+                active.remove(seq)
+                result = TrackResult(np.array(seq["boxes"]), np.array(seq["scores"]), np.array(seq["seconds"]),
+                                     seq["state"].updates)
+                if on_done:
+                    on_done(seq["index"], result)
+                yield seq["index"], result
+            else:
+                stepping.append(seq)
+                frames.append(frame)
+        if not stepping:
+            continue
+        start = time.perf_counter()
+        scores = tracker.step([s["state"] for s in stepping], frames)
+        share = (time.perf_counter() - start) / len(stepping)
+        for seq, score in zip(stepping, scores):
+            seq["boxes"].append(seq["state"].box.copy())
+            seq["scores"].append(score)
+            seq["seconds"].append(share)
