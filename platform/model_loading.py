@@ -1,0 +1,126 @@
+"""Turn a model argument into a ready network: a platform checkpoint, an official STARK release file,
+or an MLflow model URI (`models:/stark@champion`, `models:/stark/3`, `runs:/<id>/model`)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stark.model.config import BackboneConfig, HeadConfig, ModelConfig, TransformerConfig
+from stark.model.official import is_release_file, official_state_dict_to_ours, read_release_file
+from stark.model.stark import STARK, build_stark
+from stark.platform import storage
+from stark.platform.checkpoint import is_platform_checkpoint, read_checkpoint_bytes
+from stark.platform.config import from_dict
+
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+CHECKPOINT_FILE = "checkpoint.pt"  # name of the platform checkpoint inside an MLflow model's artifacts
+
+
+@dataclass
+class LoadedModel:
+    model: STARK
+    model_cfg: ModelConfig
+    tracker: dict | None  # tracker settings stored with the model (tuned), if any
+    source: str  # what the user gave
+    kind: str  # "platform", "official" or "mlflow"
+    checkpoint: dict | None = None  # the platform checkpoint content, when there is one
+
+
+def load_model(spec: str, base_cfg: ModelConfig | None = None,
+               storage_cfg: storage.StorageConfig | None = None) -> LoadedModel:
+    """Load any accepted model argument. base_cfg supplies what an official file cannot tell
+    (attention heads, crop sizes and factors); everything else is read from the weights."""
+    if spec.startswith(MLFLOW_SCHEMES):
+        return _load_from_mlflow(spec, base_cfg, storage_cfg)
+    if not storage.is_s3(spec) and not Path(spec).is_file():
+        raise ValueError(f"model {spec!r}: no such file (expected a checkpoint path, an s3:// URI, "
+                         f"or an MLflow URI like models:/stark@champion)")
+    if storage.is_s3(spec):
+        content = read_checkpoint_bytes(storage.read_bytes(spec, storage_cfg), spec)
+    else:
+        content = _read_local(spec)
+    return from_content(content, spec, base_cfg)
+
+
+def _read_local(path: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # Official release files pickle foreign objects beside the weights; read those inertly.
+        return read_release_file(path)
+
+
+def from_content(content: dict, source: str, base_cfg: ModelConfig | None = None, kind: str | None = None
+                 ) -> LoadedModel:
+    if is_platform_checkpoint(content):
+        try:
+            model_cfg = from_dict(ModelConfig, content["config"]["model"], source=source, prefix="model.")
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{source}: checkpoint has no model config") from exc
+        model = build_stark(dataclasses.replace(model_cfg, backbone=dataclasses.replace(model_cfg.backbone,
+                                                                                         weights=None)))
+        _load_state(model, content["model"], source)
+        return LoadedModel(model.eval(), model_cfg, content.get("tracker"), source, kind or "platform", content)
+    if is_release_file(content):
+        model_cfg = infer_official_config(content["net"], base_cfg or ModelConfig())
+        model = build_stark(model_cfg)
+        model.load_state_dict(official_state_dict_to_ours(content["net"], model, source))
+        return LoadedModel(model.eval(), model_cfg, None, source, kind or "official")
+    keys = list(content)[:8] if isinstance(content, dict) else type(content).__name__
+    raise ValueError(f"{source}: neither a stark-platform checkpoint nor an official STARK file ({keys})")
+
+
+def _load_state(model: STARK, state: dict, source: str) -> None:
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{source}: weights do not fit the stored config: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+
+
+def infer_official_config(net: dict[str, torch.Tensor], base: ModelConfig) -> ModelConfig:
+    """Read the architecture off an official state_dict; sizes it cannot show come from `base`."""
+    def count(pattern: str) -> int:
+        found = {int(m[1]) for k in net if (m := re.match(pattern, k))}
+        return max(found) + 1 if found else 0
+
+    layer3_blocks = count(r"backbone\.0\.body\.layer3\.(\d+)\.")
+    bottleneck_blocks = "backbone.0.body.layer1.0.conv3.weight" in net
+    names = {(True, 6): "resnet50", (True, 23): "resnet101", (False, 6): "resnet34", (False, 2): "resnet18"}
+    name = names.get((bottleneck_blocks, layer3_blocks))
+    if name is None or "bottleneck.weight" not in net:
+        raise ValueError("not an official STARK state_dict: cannot recognise its ResNet backbone "
+                         f"(layer3 blocks: {layer3_blocks})")
+    d_model = net["bottleneck.weight"].shape[0]
+    score_layers = count(r"cls_head\.layers\.(\d+)\.")
+    return ModelConfig(
+        variant="ST" if score_layers else "S",
+        backbone=BackboneConfig(name=name, weights=None, trainable_stages=list(base.backbone.trainable_stages)),
+        transformer=TransformerConfig(
+            d_model=d_model, nheads=base.transformer.nheads,
+            enc_layers=count(r"transformer\.encoder\.layers\.(\d+)\."),
+            dec_layers=count(r"transformer\.decoder\.layers\.(\d+)\."),
+            dim_feedforward=net["transformer.encoder.layers.0.linear1.weight"].shape[0],
+            dropout=base.transformer.dropout),
+        head=HeadConfig(corner_channels=net["box_head.conv1_tl.0.weight"].shape[0],
+                        score_layers=score_layers or base.head.score_layers),
+        template_size=base.template_size, search_size=base.search_size,
+        template_factor=base.template_factor, search_factor=base.search_factor,
+    )
+
+
+def _load_from_mlflow(spec: str, base_cfg, storage_cfg) -> LoadedModel:
+    import mlflow
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec))
+    except Exception as exc:
+        raise ValueError(f"model {spec!r}: cannot fetch it from MLflow at {mlflow.get_tracking_uri()}: {exc}") from exc
+    found = sorted(local.rglob(CHECKPOINT_FILE)) if local.is_dir() else [local]
+    if not found:
+        raise ValueError(f"model {spec!r}: the MLflow model holds no {CHECKPOINT_FILE}")
+    return from_content(_read_local(str(found[0])), spec, base_cfg, kind="mlflow")
+
