@@ -9,6 +9,8 @@ import sys
 # `stark --help` answers without importing torch or Ray.
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-summary": ("stark.jobs.model_summary", "parameter count per part and FLOPs per tracked frame"),
+    "ingest": ("stark.jobs.ingest", "import benchmark folders or videos+box files into H.264 clips + a manifest"),
+    "evaluate": ("stark.jobs.evaluate", "track a split; benchmark result files, metrics, tables and plots"),
 }
 
 

@@ -1,0 +1,111 @@
+"""`stark evaluate`: an official-format checkpoint tracks a generated GOT-10k tree end to end,
+writing the benchmark's result files, a valid test-server submission, metrics, tables and plots."""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from model_fixtures import preset_model_config
+from stark.jobs.evaluate import main as evaluate_main
+from stark.jobs.evaluate import resolve_tracker_settings
+from stark.model.stark import build_stark
+from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
+from stark.platform.results import check_got10k_results, read_got10k_results
+from stark.platform.synthetic import make_sequences, write_got10k
+from stark.platform.tracker import TrackerSettings
+from test_official_checkpoint import official_state_dict, write_release_file
+
+
+@pytest.fixture(scope="module")
+def got10k_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("got10k")
+    write_got10k(str(root), {"val": make_sequences(["GOT-10k_Val_000001", "GOT-10k_Val_000002",
+                                                    "GOT-10k_Val_000003"], 24, (160, 120), seed=0),
+                             "test": make_sequences(["GOT-10k_Test_000001", "GOT-10k_Test_000002"], 12,
+                                                    (160, 120), seed=1)})
+    return root
+
+
+@pytest.fixture(scope="module")
+def official_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "STARKST_ep0050.pth.tar"
+    write_release_file(path, official_state_dict(build_stark(preset_model_config("stark_tiny"))))
+    return path
+
+
+def run_evaluate(*args: str) -> int:
+    return evaluate_main(["--config", "stark_tiny", "evaluate.num_workers=0", "--no-mlflow", *args])
+
+
+def test_an_official_checkpoint_is_evaluated_end_to_end_on_a_val_split(tmp_path, got10k_tree, official_checkpoint,
+                                                                       capsys):
+    out = tmp_path / "eval"
+    assert run_evaluate("--model", str(official_checkpoint), "--data", str(got10k_tree), "--split", "val",
+                        "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "[3/3]" in printed and "ao=" in printed
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sequences"] == 3 and summary["frames"] == 72
+    assert set(summary["scores"]) >= {"ao", "sr50", "sr75"}
+    assert all(0.0 <= summary["scores"][k] <= 1.0 for k in ("ao", "sr50", "sr75"))
+    for name in ("GOT-10k_Val_000001", "GOT-10k_Val_000002", "GOT-10k_Val_000003"):
+        boxes, times = read_got10k_results(out / "got10k", name)
+        assert boxes.shape == (24, 4) and times.shape == (24,)
+    assert (out / "per_sequence.csv").exists()
+    assert any(p.suffix == ".png" and p.stat().st_size > 5000 for p in out.iterdir())
+
+
+def test_a_test_split_without_ground_truth_still_gives_a_server_ready_submission(tmp_path, got10k_tree,
+                                                                                 official_checkpoint):
+    out = tmp_path / "eval"
+    assert run_evaluate("--model", str(official_checkpoint), "--data", str(got10k_tree), "--split", "test",
+                        "--out", str(out)) == 0
+    assert check_got10k_results(out / "got10k", {"GOT-10k_Test_000001": 12, "GOT-10k_Test_000002": 12}) == []
+    with zipfile.ZipFile(out / "got10k_submission.zip") as archive:
+        names = sorted(archive.namelist())
+    assert "GOT-10k_Test_000001/GOT-10k_Test_000001_001.txt" in names
+    assert "GOT-10k_Test_000002/GOT-10k_Test_000002_time.txt" in names
+    assert json.loads((out / "summary.json").read_text())["scores"] == {}
+
+
+def test_a_missing_model_or_data_fails_with_its_name(tmp_path, got10k_tree, official_checkpoint, capsys):
+    assert run_evaluate("--model", str(tmp_path / "absent.pt"), "--data", str(got10k_tree)) == 2
+    assert "absent.pt" in capsys.readouterr().err
+    assert run_evaluate("--model", str(official_checkpoint), "--data", str(tmp_path / "nowhere")) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_tuned_settings_stored_with_the_model_are_the_default_and_overrides_still_win():
+    stored = {"update_interval": 37, "score_threshold": 0.8}
+    assert resolve_tracker_settings(TrackerSettings(), stored, []) == TrackerSettings(37, 0.8)
+    assert resolve_tracker_settings(TrackerSettings(update_interval=5), stored, ["tracker.update_interval=5"]) \
+        == TrackerSettings(5, 0.8)
+
+
+@pytest.mark.slow
+def test_two_ray_workers_give_the_boxes_of_in_process_evaluation(got10k_tree):
+    import ray
+
+    torch.manual_seed(0)
+    cfg = preset_model_config("stark_tiny")
+    packed = pack_model(build_stark(cfg), cfg)
+    sequences = load_sequences(str(got10k_tree), split="val")
+    settings = TrackerSettings(update_interval=5, score_threshold=0.2)
+    local = track_sequences(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=2))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        seen = []
+        remote = track_sequences(packed, settings, sequences, EvalConfig(num_workers=2, batch_size=1),
+                                 on_result=lambda seq, _: seen.append(seq.name))
+    finally:
+        ray.shutdown()
+    assert sorted(seen) == sorted(s.name for s in sequences)
+    for name, result in local.items():
+        np.testing.assert_allclose(remote[name].boxes, result.boxes, atol=1e-3)
