@@ -10,7 +10,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-summary": ("stark.jobs.model_summary", "parameter count per part and FLOPs per tracked frame"),
     "ingest": ("stark.jobs.ingest", "import benchmark folders or videos+box files into H.264 clips + a manifest"),
+    "train": ("stark.jobs.train", "stage 1 and/or stage 2 on Ray Train; resumes from the latest checkpoint"),
     "evaluate": ("stark.jobs.evaluate", "track a split; benchmark result files, metrics, tables and plots"),
+    "submit": ("stark.jobs.submit", "submit any stark job to a Ray cluster (--address http://HEAD:8265 -- stark ...)"),
+    "tune": ("stark.jobs.tune", "search update_interval and score_threshold with Ray Tune"),
 }
 
 

@@ -39,6 +39,9 @@ class Tokens:
         return Tokens(torch.cat([p.feat for p in parts], 1), torch.cat([p.mask for p in parts], 0),
                       torch.cat([p.pos for p in parts], 1))
 
+    def to(self, device) -> "Tokens":
+        return Tokens(self.feat.to(device), self.mask.to(device), self.pos.to(device))
+
     def select(self, index: int) -> "Tokens":
         """Batch element `index`, keeping a batch axis of 1."""
         return Tokens(self.feat[:, index:index + 1], self.mask[index:index + 1], self.pos[:, index:index + 1])

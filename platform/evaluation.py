@@ -72,27 +72,33 @@ class EvalSequence:
         return self.boxes_xywh[0]
 
 
-def read_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None) -> Iterator[np.ndarray]:
-    """Frames in order, HWC uint8 RGB."""
+def read_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None, start: int = 0
+                ) -> Iterator[np.ndarray]:
+    """Frames start, start+1, ... in order, HWC uint8 RGB. Frames before `start` are not decoded where
+    the source allows it (image files, and whole clips before the one holding `start`)."""
     if ref.kind == "images":
         from stark.platform.sequences import read_image
 
-        for path in ref.paths:
+        for path in ref.paths[start:]:
             yield read_image(path)
         return
     if ref.kind == "video":
         from stark.platform.frames import VideoFrames
 
-        yield from VideoFrames(ref.paths[0])
+        yield from VideoFrames(ref.paths[0], start=start)
         return
     from stark.platform.clips import open_clip
     from stark.platform.clips import read_frames as read_clip_frames
 
     width, height = ref.size
+    offset = 0  # sequence frame number of the current clip's first frame
     for uri in ref.paths:  # one clip in memory at a time (decord reads a clip wholly)
         reader = open_clip(uri, storage_cfg)
-        for start in range(0, len(reader), 32):
-            yield from read_clip_frames(reader, list(range(start, min(start + 32, len(reader)))), width, height)
+        count = len(reader)
+        first = max(start - offset, 0)
+        for chunk in range(first, count, 32):
+            yield from read_clip_frames(reader, list(range(chunk, min(chunk + 32, count))), width, height)
+        offset += count
 
 
 def sequences_from_manifest(uri: str, storage_cfg: storage.StorageConfig | None = None,
@@ -119,9 +125,12 @@ def sequences_from_manifest(uri: str, storage_cfg: storage.StorageConfig | None 
 def sequences_from_folder(root: str, split: str | None = None) -> tuple[str, list[EvalSequence]]:
     """A GOT-10k / LaSOT / TrackingNet tree or a folder of videos with box files -> (layout, sequences).
     Invalid sequences are an error here: an evaluation must cover its whole split."""
+    import os
+
     from stark.platform.importers import read_source
 
-    layout, listing = read_source(root, splits=[split] if split else None)
+    # absolute paths: Ray workers (and Tune trials) do not share this process's working directory
+    layout, listing = read_source(os.path.abspath(root), splits=[split] if split else None)
     if listing.invalid:
         first = listing.invalid[0]
         raise ValueError(f"{len(listing.invalid)} invalid sequence(s) in {root}; first: {first.error}")
@@ -172,7 +181,13 @@ class TrackingWorker:
 
     def track(self, sequences: list[EvalSequence]) -> list[tuple[str, TrackResult]]:
         inputs = [(read_frames(s.frames, self.storage_cfg), s.init_box) for s in sequences]
-        return [(sequences[i].name, result) for i, result in track_many(self.tracker, inputs, self.batch_size)]
+        return [(sequences[i].name, _to_cpu(result)) for i, result in track_many(self.tracker, inputs, self.batch_size)]
+
+
+def _to_cpu(result: TrackResult) -> TrackResult:
+    if result.initial_template is not None:
+        result.initial_template = result.initial_template.to("cpu")
+    return result
 
 
 def pack_model(model: torch.nn.Module, model_cfg: ModelConfig) -> dict:

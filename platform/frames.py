@@ -48,7 +48,7 @@ class ImageFolderFrames:
 class VideoFrames:
     """A video file (or a file-like object holding one) decoded with decord, in chunks."""
 
-    def __init__(self, source, name: str | None = None, chunk: int = 16):
+    def __init__(self, source, name: str | None = None, chunk: int = 16, start: int = 0):
         import decord
 
         self.name = name or str(source)
@@ -57,13 +57,14 @@ class VideoFrames:
         except Exception as exc:  # decord raises its own DECORDError for anything unreadable
             raise ValueError(f"{self.name}: not a readable video: {exc}") from exc
         self.chunk = chunk
+        self.start = start  # first frame to yield (decord seeks to the nearest keyframe)
 
     def __len__(self) -> int:
-        return len(self.reader)
+        return len(self.reader) - self.start
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self.reader), self.chunk):
-            batch = self.reader.get_batch(list(range(start, min(start + self.chunk, len(self.reader))))).asnumpy()
+        for first in range(self.start, len(self.reader), self.chunk):
+            batch = self.reader.get_batch(list(range(first, min(first + self.chunk, len(self.reader))))).asnumpy()
             yield from batch
 
 

@@ -85,3 +85,36 @@ def _plot(curves: dict, thresholds, path: Path, *, title: str, xlabel: str, ylab
 
 def _sortable(value: float) -> float:
     return value if value == value else float("-inf")  # NaN last
+
+
+def plot_tuning_map(update_intervals, score_thresholds, values, path: Path, *, metric: str) -> Path:
+    """The tuned metric over update_interval x score_threshold: a heatmap when the trials form a grid,
+    a scatter coloured by the metric otherwise. Inputs are per-trial sequences of equal length."""
+    intervals = [int(v) for v in update_intervals]
+    thresholds = [float(v) for v in score_thresholds]
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("nothing to plot: no finished trials")
+    fig = Figure(figsize=(6.5, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs, ys = sorted(set(intervals)), sorted(set(thresholds))
+    if len(xs) * len(ys) == len(values):
+        grid = [[float("nan")] * len(xs) for _ in ys]
+        for u, t, v in zip(intervals, thresholds, values):
+            grid[ys.index(t)][xs.index(u)] = v
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+        ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+        for row, y in enumerate(grid):
+            for col, v in enumerate(y):
+                if v == v:
+                    ax.text(col, row, f"{v:.3f}", ha="center", va="center", fontsize=7, color="white")
+    else:
+        image = ax.scatter(intervals, thresholds, c=values, cmap="viridis", s=60)
+    fig.colorbar(image, ax=ax, label=metric)
+    ax.set(xlabel="update_interval (frames)", ylabel="score_threshold", title=f"{metric} over the tracker settings")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write_bytes(Path(path), buffer.getvalue())

@@ -53,6 +53,17 @@ class TrackResult:
     scores: np.ndarray  # [N]; NaN where there is no score (frame 0, STARK-S)
     seconds: np.ndarray  # [N] wall time spent on each frame
     updates: list[int]  # frame indices where the dynamic template was replaced
+    initial_template: Tokens | None = None  # the initial template's tokens (batch axis 1), for reuse
+
+
+@dataclass
+class ResumePoint:
+    """Continue a sequence whose frames 0..frame_index are already known (`prefix`), replacing the
+    dynamic template at frame_index: the state STARK-ST is in right after an update there.
+    The frames handed to the tracker then start at frame_index."""
+
+    prefix: TrackResult  # at least frame_index + 1 rows, with initial_template set
+    frame_index: int
 
 
 def should_update(frame_index: int, score: float, settings: TrackerSettings) -> bool:
@@ -100,6 +111,15 @@ class StarkTracker:
         return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates)
                 for b, z in zip(boxes, embedded)]
 
+    def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
+        """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
+        boxes = [p.prefix.boxes[p.frame_index].copy() for p in points]
+        dynamic = self._embed(frames, boxes)
+        return [TrackState(box=b, frame_index=p.frame_index,
+                           templates=[p.prefix.initial_template.to(self.device), z],
+                           updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index])
+                for b, p, z in zip(boxes, points, dynamic)]
+
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
         """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
         crops, masks, windows = zip(*(crop_around_box(f, s.box, self.cfg.search_factor, self.cfg.search_size)
@@ -139,8 +159,10 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
                ) -> Iterator[tuple[int, TrackResult]]:
     """Track many sequences with one batched forward per step over all active ones.
 
-    Sequences join as slots free up and leave when their frames run out; yields (index, result)
-    in the order sequences finish. Each sequence's boxes equal those of tracking it alone.
+    Each item is (frames, start): start is the first frame's xywh box, or a ResumePoint (then the
+    frames begin at its frame_index). Sequences join as slots free up and leave when their frames
+    run out; yields (index, result) in the order sequences finish. Each sequence's boxes equal
+    those of tracking it alone.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -148,11 +170,10 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
     active: list[dict] = []
     exhausted = False
     while active or not exhausted:
-        # fill free slots
         joining = []
         while not exhausted and len(active) + len(joining) < batch_size:
             try:
-                index, (frames, box) = next(pending)
+                index, (frames, start) = next(pending)
             except StopIteration:
                 exhausted = True
                 break
@@ -160,14 +181,9 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
             first = next(iterator, None)
             if first is None:
                 raise ValueError(f"sequence {index} has no frames")
-            joining.append({"index": index, "frames": iterator, "first": first, "box": box})
+            joining.append({"index": index, "frames": iterator, "first": first, "start": start})
         if joining:
-            start = time.perf_counter()
-            states = tracker.start_many([j["first"] for j in joining], [j["box"] for j in joining])
-            share = (time.perf_counter() - start) / len(joining)
-            for j, state in zip(joining, states):
-                j.update(state=state, boxes=[state.box.copy()], scores=[math.nan], seconds=[share])
-                del j["first"]
+            _join(tracker, joining)
             active.extend(joining)
         if not active:
             break
@@ -177,8 +193,9 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
             frame = next(seq["frames"], None)
             if frame is None:
                 active.remove(seq)
+                state = seq["state"]
                 result = TrackResult(np.array(seq["boxes"]), np.array(seq["scores"]), np.array(seq["seconds"]),
-                                     seq["state"].updates)
+                                     state.updates, state.templates[0])
                 if on_done:
                     on_done(seq["index"], result)
                 yield seq["index"], result
@@ -187,10 +204,31 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
                 frames.append(frame)
         if not stepping:
             continue
-        start = time.perf_counter()
+        started = time.perf_counter()
         scores = tracker.step([s["state"] for s in stepping], frames)
-        share = (time.perf_counter() - start) / len(stepping)
+        share = (time.perf_counter() - started) / len(stepping)
         for seq, score in zip(stepping, scores):
             seq["boxes"].append(seq["state"].box.copy())
             seq["scores"].append(score)
             seq["seconds"].append(share)
+
+
+def _join(tracker: StarkTracker, joining: list[dict]) -> None:
+    """Initialise new sequences (one batched template pass for fresh starts, one for resumes)."""
+    fresh = [j for j in joining if not isinstance(j["start"], ResumePoint)]
+    resumed = [j for j in joining if isinstance(j["start"], ResumePoint)]
+    if fresh:
+        started = time.perf_counter()
+        states = tracker.start_many([j["first"] for j in fresh], [j["start"] for j in fresh])
+        share = (time.perf_counter() - started) / len(fresh)
+        for j, state in zip(fresh, states):
+            j.update(state=state, boxes=[state.box.copy()], scores=[math.nan], seconds=[share])
+    if resumed:
+        states = tracker.resume_many([j["first"] for j in resumed], [j["start"] for j in resumed])
+        for j, state in zip(resumed, states):
+            point: ResumePoint = j["start"]
+            n = point.frame_index + 1
+            j.update(state=state, boxes=list(point.prefix.boxes[:n]), scores=list(point.prefix.scores[:n]),
+                     seconds=[0.0] * n)  # reused frames cost nothing here
+    for j in joining:
+        del j["first"]

@@ -1,0 +1,96 @@
+"""What `stark tune` leaves behind: the trial table, the heatmap, the best settings, the model with
+its tuned settings stored in it, and an MLflow run holding all of them."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from stark.model.stark import Tokens
+from stark.platform.checkpoint import make_checkpoint, to_bytes
+from stark.platform.config import to_dict
+from stark.platform.plots import plot_tuning_map
+from stark.platform.results import atomic_write_bytes
+from stark.platform.tracker import TrackResult
+from stark.platform.tuning import TrialRow, best_setting, trial_table
+
+
+@dataclass
+class TuneReport:
+    rows: list[TrialRow]
+    best: TrialRow
+    files: dict[str, Path] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def save_bases(path: Path, bases: dict[str, TrackResult]) -> None:
+    plain = {name: {"boxes": torch.from_numpy(r.boxes), "scores": torch.from_numpy(r.scores),
+                    "seconds": torch.from_numpy(r.seconds), "feat": r.initial_template.feat,
+                    "mask": r.initial_template.mask, "pos": r.initial_template.pos}
+             for name, r in bases.items()}
+    atomic_write_bytes(path, to_bytes(plain))
+
+
+def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
+    """Base runs are settings-independent: kept beside the report so a resumed search skips them."""
+    if path.is_file():
+        plain = torch.load(path, map_location="cpu", weights_only=True)
+        return {name: TrackResult(v["boxes"].numpy(), v["scores"].numpy(), v["seconds"].numpy(), [],
+                                  Tokens(v["feat"], v["mask"], v["pos"])) for name, v in plain.items()}
+    bases = compute()
+    save_bases(path, bases)
+    return bases
+
+
+def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, model_spec: str, data: str,
+                      benchmark: str, log_to_mlflow: bool = True) -> TuneReport:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = trial_table(result_grid)
+    best = best_setting(rows)
+    files: dict[str, Path] = {}
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in dataclasses.fields(TrialRow)])
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r.update_interval, r.score_threshold)):
+        writer.writerow(dataclasses.asdict(row))
+    files["trials"] = atomic_write_bytes(out_dir / "trials.csv", buffer.getvalue().encode())
+    complete = [r for r in rows if r.complete]
+    files["heatmap"] = plot_tuning_map([r.update_interval for r in complete], [r.score_threshold for r in complete],
+                                       [r.score for r in complete], out_dir / "heatmap.png", metric=metric)
+    settings = {"update_interval": best.update_interval, "score_threshold": best.score_threshold,
+                "box_margin": cfg.tracker.box_margin}
+    best_info = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
+                 "model": model_spec, "settings": settings}
+    files["best"] = atomic_write_bytes(out_dir / "best.json", json.dumps(best_info, indent=2).encode())
+    # The model with its tuned settings: evaluate, track and register use them by default.
+    base_config = (loaded.checkpoint or {}).get("config") or {"model": dataclasses.asdict(loaded.model_cfg)}
+    checkpoint = make_checkpoint(loaded.model, base_config, tracker=settings,
+                                 tuned={"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
+                                        "source_model": model_spec})
+    files["model"] = atomic_write_bytes(out_dir / "model_tuned.pt", to_bytes(checkpoint))
+
+    run_id = None
+    if log_to_mlflow:
+        import mlflow
+
+        mlflow.set_experiment("stark-tune")
+        with mlflow.start_run(run_name=f"tune-{benchmark}") as run:
+            run_id = run.info.run_id
+            mlflow.log_params({"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
+                               **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
+            mlflow.log_metrics({f"best_{metric}": best.score, "trials": len(rows),
+                                "frames_tracked": sum(r.frames_tracked for r in rows),
+                                "best_update_interval": best.update_interval,
+                                "best_score_threshold": best.score_threshold})
+            mlflow.set_tags({"stark.tuned.update_interval": str(best.update_interval),
+                             "stark.tuned.score_threshold": str(best.score_threshold)})
+            mlflow.log_dict(best_info, "best.json")
+            for role in ("trials", "heatmap", "model"):
+                mlflow.log_artifact(str(files[role]))
+    return TuneReport(rows, best, files, run_id)

@@ -1,0 +1,235 @@
+"""Search STARK-ST's update_interval and score_threshold with Ray Tune, each trial an evaluation.
+
+Two levers keep K settings far cheaper than K evaluations:
+- Reuse. Until a sequence's first dynamic-template update, tracking does not depend on the settings.
+  One "base" run per sequence, with no updates, gives every frame's box and score; a trial with
+  (interval U, threshold T) updates first at the smallest k*U whose base score exceeds T, so it
+  takes frames 0..kU from the base and tracks only from there on (the initial template's tokens are
+  reused too). A setting that never fires on a sequence costs nothing on it.
+- Early stopping. A trial evaluates the sequences chunk by chunk and reports its running metric
+  after each chunk, so an ASHA scheduler stops poor settings after a few chunks.
+The base run, the sequences and the model go to the object store once (`tune.with_parameters`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from stark.platform import storage
+from stark.platform.evaluation import EvalConfig, EvalSequence, TrackingWorker, read_frames, track_sequences
+from stark.platform.tracker import ResumePoint, TrackerSettings, TrackResult, track_many
+
+NO_UPDATES = TrackerSettings(update_interval=10**9, score_threshold=1.0)
+
+
+@dataclass
+class TuneConfig:
+    search: Literal["grid", "random", "optuna"] = "grid"  # optuna = model-based (TPE) via ray.tune.search.optuna
+    update_intervals: list[int] = field(default_factory=lambda: [1, 5, 10, 25, 50, 100, 200])  # grid values
+    score_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])  # grid values
+    update_interval_range: list[int] = field(default_factory=lambda: [1, 300])  # random/optuna bounds
+    score_threshold_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    num_samples: int = 16  # trials for random/optuna (a grid runs each point once)
+    metric: Literal["auto", "ao", "auc"] = "auto"  # auto: AO on GOT-10k data, success AUC otherwise
+    scheduler: Literal["asha", "none"] = "asha"  # early stopping over sequence chunks
+    chunk_sequences: int = 4  # sequences per reported chunk
+    grace_chunks: int = 1  # ASHA: chunks every trial gets before it may be stopped
+    reduction_factor: int = 2  # ASHA: keep 1/reduction_factor at each rung
+    reuse: bool = True  # share the settings-independent prefix of every sequence
+    batch_size: int = 8  # sequences per batched forward inside a trial
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 0  # 0 = as many as resources allow
+    storage_path: str = "stark-runs/tune"  # Tune's experiment folder (resume state lives here)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.update_intervals or min(self.update_intervals) < 1:
+            raise ValueError("tune.update_intervals: a non-empty list of integers >= 1")
+        if not self.score_thresholds or not all(0.0 <= t <= 1.0 for t in self.score_thresholds):
+            raise ValueError("tune.score_thresholds: a non-empty list of values in [0, 1]")
+        lo, hi = self.update_interval_range
+        if not 1 <= lo <= hi:
+            raise ValueError("tune.update_interval_range: [low, high] with 1 <= low <= high")
+        lo_t, hi_t = self.score_threshold_range
+        if not 0.0 <= lo_t <= hi_t <= 1.0:
+            raise ValueError("tune.score_threshold_range: [low, high] within [0, 1]")
+        for key in ("num_samples", "chunk_sequences", "grace_chunks", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"tune.{key} must be >= 1")
+        if self.reduction_factor < 2:
+            raise ValueError("tune.reduction_factor must be >= 2")
+
+
+# --- reuse ----------------------------------------------------------------------------------------
+def first_update_frame(base_scores: np.ndarray, settings: TrackerSettings) -> int | None:
+    """Frame where a run with `settings` first replaces its dynamic template, judged on the base run
+    (identical to it up to that frame); None if it never does within the sequence."""
+    for frame in range(settings.update_interval, len(base_scores), settings.update_interval):
+        if base_scores[frame] > settings.score_threshold:
+            return frame
+    return None
+
+
+def compute_bases(packed_model: dict, sequences: list[EvalSequence], eval_cfg: EvalConfig,
+                  storage_cfg: storage.StorageConfig | None = None) -> dict[str, TrackResult]:
+    """One run per sequence with no dynamic-template updates, keeping the initial template's tokens."""
+    return track_sequences(packed_model, NO_UPDATES, sequences, eval_cfg, storage_cfg)
+
+
+def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[EvalSequence],
+                bases: dict[str, TrackResult] | None, storage_cfg) -> tuple[dict[str, TrackResult], int]:
+    """Track a chunk with `settings`, reusing base prefixes when given. Returns (results, frames tracked)."""
+    worker.tracker.settings = settings
+    results: dict[str, TrackResult] = {}
+    items, names, tracked = [], [], 0
+    for seq in chunk:
+        base = bases.get(seq.name) if bases else None
+        if base is None:
+            items.append((read_frames(seq.frames, storage_cfg), seq.init_box))
+            tracked += seq.num_frames - 1
+        else:
+            frame = first_update_frame(base.scores, settings)
+            if frame is None:  # never fires: the base run is this setting's run
+                results[seq.name] = dataclasses.replace(base, updates=[])
+                continue
+            items.append((read_frames(seq.frames, storage_cfg, start=frame), ResumePoint(base, frame)))
+            tracked += seq.num_frames - 1 - frame
+        names.append(seq.name)
+    for index, result in track_many(worker.tracker, items, worker.batch_size):
+        results[names[index]] = result
+    return results, tracked
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+def resolve_metric(metric: str, benchmark: str) -> str:
+    return ("ao" if benchmark == "got10k" else "auc") if metric == "auto" else metric
+
+
+def metric_value(metric: str, benchmark: str, results: dict[str, TrackResult],
+                 sequences: list[EvalSequence]) -> float:
+    """AO (GOT-10k protocol) or success AUC (OPE, the benchmark's absent-frame rule) over `sequences`."""
+    from stark.platform import metrics as M
+    from stark.platform.eval_report import PROTOCOLS
+
+    protocol = PROTOCOLS["got10k"] if metric == "ao" else PROTOCOLS.get(benchmark, PROTOCOLS["lasot"])
+    if metric == "auc" and protocol["protocol"] != "ope":
+        protocol = PROTOCOLS["lasot"]
+    per_sequence = {s.name: M.sequence_metrics(results[s.name].boxes, s.boxes_xywh, s.visible, **protocol)
+                    for s in sequences}
+    return float(M.aggregate(per_sequence).scores[metric])
+
+
+def chunks_of(sequences: list[EvalSequence], size: int) -> list[list[EvalSequence]]:
+    return [sequences[i:i + size] for i in range(0, len(sequences), size)]
+
+
+# --- the trial ----------------------------------------------------------------------------------------
+def tune_trial(config: dict, packed_model=None, sequences=None, bases=None, tune_cfg: dict | None = None,
+               metric: str = "ao", benchmark: str = "got10k", eval_cfg: EvalConfig | None = None,
+               storage_cfg=None) -> None:
+    """One setting: evaluate chunk by chunk, reporting the running metric after each chunk."""
+    from ray import tune
+
+    tcfg = TuneConfig(**tune_cfg)
+    settings = TrackerSettings(update_interval=int(config["update_interval"]),
+                               score_threshold=float(config["score_threshold"]))
+    worker_cfg = dataclasses.replace(eval_cfg or EvalConfig(), batch_size=tcfg.batch_size)
+    worker = TrackingWorker(packed_model, dataclasses.asdict(settings), worker_cfg, storage_cfg,
+                            threads=max(1, int(tcfg.cpus_per_trial)))
+    done: dict[str, TrackResult] = {}
+    seen: list[EvalSequence] = []
+    frames_tracked = 0
+    chunks = chunks_of(sequences, tcfg.chunk_sequences)
+    for k, chunk in enumerate(chunks, start=1):
+        results, tracked = track_chunk(worker, settings, chunk, bases if tcfg.reuse else None, storage_cfg)
+        done.update(results)
+        seen.extend(chunk)
+        frames_tracked += tracked
+        tune.report({"score": metric_value(metric, benchmark, done, seen), "chunks": k,
+                     "complete": k == len(chunks), "frames_tracked": frames_tracked,
+                     "sequences": len(seen)})
+
+
+def run_search(packed_model: dict, sequences: list[EvalSequence], tune_cfg: TuneConfig, benchmark: str,
+               experiment_name: str, eval_cfg: EvalConfig, storage_cfg=None, bases=None):
+    """Run (or resume) the Tune experiment; returns Ray Tune's ResultGrid."""
+    import os
+
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    metric = resolve_metric(tune_cfg.metric, benchmark)
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, packed_model=packed_model, sequences=sequences, bases=bases,
+                             tune_cfg=dataclasses.asdict(tune_cfg), metric=metric, benchmark=benchmark,
+                             eval_cfg=eval_cfg, storage_cfg=storage_cfg),
+        {"cpu": tune_cfg.cpus_per_trial, "gpu": tune_cfg.gpus_per_trial})
+    storage_path = os.path.abspath(tune_cfg.storage_path) if not storage.is_s3(tune_cfg.storage_path) \
+        else tune_cfg.storage_path
+    experiment = f"{storage_path.rstrip('/')}/{experiment_name}"
+    if tune.Tuner.can_restore(experiment):
+        # an interrupted search: finished trials are kept, unfinished ones run again
+        return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True).fit()
+
+    num_chunks = len(chunks_of(sequences, tune_cfg.chunk_sequences))
+    if tune_cfg.scheduler == "asha" and num_chunks > 1:
+        scheduler = ASHAScheduler(time_attr="chunks", max_t=num_chunks, grace_period=tune_cfg.grace_chunks,
+                                  reduction_factor=tune_cfg.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    if tune_cfg.search == "grid":
+        space = {"update_interval": tune.grid_search(list(tune_cfg.update_intervals)),
+                 "score_threshold": tune.grid_search(list(tune_cfg.score_thresholds))}
+        search_alg, num_samples = None, 1
+    else:
+        lo, hi = tune_cfg.update_interval_range
+        space = {"update_interval": tune.randint(lo, hi + 1),
+                 "score_threshold": tune.uniform(*tune_cfg.score_threshold_range)}
+        num_samples = tune_cfg.num_samples
+        search_alg = None
+        if tune_cfg.search == "optuna":
+            from ray.tune.search.optuna import OptunaSearch
+
+            search_alg = OptunaSearch(seed=tune_cfg.seed)
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler, search_alg=search_alg,
+                                    num_samples=num_samples,
+                                    max_concurrent_trials=tune_cfg.max_concurrent_trials or None),
+        run_config=tune.RunConfig(name=experiment_name, storage_path=storage_path, verbose=0))
+    return tuner.fit()
+
+
+@dataclass
+class TrialRow:
+    update_interval: int
+    score_threshold: float
+    score: float
+    chunks: int
+    complete: bool
+    frames_tracked: int
+
+
+def trial_table(result_grid) -> list[TrialRow]:
+    """Every trial's last report, in trial order."""
+    rows = []
+    for result in result_grid:
+        if result.metrics is None or "score" not in result.metrics:
+            continue
+        m, c = result.metrics, result.config
+        rows.append(TrialRow(int(c["update_interval"]), float(c["score_threshold"]), float(m["score"]),
+                             int(m["chunks"]), bool(m["complete"]), int(m["frames_tracked"])))
+    return rows
+
+
+def best_setting(rows: list[TrialRow]) -> TrialRow:
+    """The best trial among those that saw every sequence (a stopped trial's score covers fewer)."""
+    complete = [r for r in rows if r.complete and not math.isnan(r.score)]
+    if not complete:
+        raise ValueError("no trial evaluated every sequence")
+    return max(complete, key=lambda r: (r.score, -r.update_interval, r.score_threshold))

@@ -1,0 +1,182 @@
+"""`stark tune`: the search finds the exhaustive argmax, reuses settings-independent work exactly,
+stops poor settings early, stores the best with the model, and resumes when interrupted."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_fixtures import preset_model_config
+from stark.model.stark import build_stark
+from stark.platform.checkpoint import make_checkpoint, save_checkpoint
+from stark.platform.config import load_config, to_dict
+from stark.platform.evaluation import EvalConfig, TrackingWorker, load_sequences, pack_model, track_sequences
+from stark.platform.synthetic import make_sequences, write_got10k
+from stark.platform.tracker import TrackerSettings
+from stark.platform.tuning import (TuneConfig, TrialRow, best_setting, compute_bases, first_update_frame,
+                                   metric_value, run_search, track_chunk, trial_table)
+
+INTERVALS, THRESHOLDS = [2, 5, 9], [0.3, 0.5, 0.7]
+
+
+@pytest.fixture(scope="module")
+def val_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("val")
+    names = [f"GOT-10k_Val_{i:06d}" for i in range(1, 7)]
+    write_got10k(str(root), {"val": make_sequences(names, 20, (160, 120), seed=3)})
+    return root
+
+
+@pytest.fixture(scope="module")
+def packed():
+    torch.manual_seed(0)
+    cfg = preset_model_config("stark_tiny")
+    return pack_model(build_stark(cfg), cfg)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def exhaustive(packed, sequences) -> dict[tuple[int, float], float]:
+    """Every grid setting evaluated in full, the plain way."""
+    scores = {}
+    for u in INTERVALS:
+        for t in THRESHOLDS:
+            results = track_sequences(packed, TrackerSettings(u, t), sequences, EvalConfig(num_workers=0, batch_size=6))
+            scores[(u, t)] = metric_value("ao", "got10k", results, sequences)
+    return scores
+
+
+@pytest.fixture(scope="module")
+def exhaustive_scores(packed, val_tree):
+    return exhaustive(packed, load_sequences(str(val_tree), split="val"))
+
+
+def test_first_update_frame_follows_the_update_rule():
+    scores = np.array([np.nan, 0.9, 0.2, 0.4, 0.8, 0.6, 0.9])
+    assert first_update_frame(scores, TrackerSettings(2, 0.5)) == 4  # frame 2 is below the threshold
+    assert first_update_frame(scores, TrackerSettings(3, 0.5)) == 6
+    assert first_update_frame(scores, TrackerSettings(2, 0.95)) is None
+    assert first_update_frame(scores, TrackerSettings(10, 0.0)) is None  # no interval frame in the sequence
+
+
+def test_reusing_the_base_run_gives_exactly_the_full_run(packed, val_tree):
+    sequences = load_sequences(str(val_tree), split="val")
+    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=3))
+    worker = TrackingWorker(packed, dataclasses.asdict(TrackerSettings()), EvalConfig(batch_size=3), None)
+    for settings in (TrackerSettings(2, 0.3), TrackerSettings(5, 0.5), TrackerSettings(9, 0.7)):
+        full = track_sequences(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=3))
+        reused, tracked = track_chunk(worker, settings, sequences, bases, None)
+        assert tracked < sum(s.num_frames - 1 for s in sequences) or settings.update_interval == 2
+        for name, result in full.items():
+            np.testing.assert_allclose(reused[name].boxes, result.boxes, atol=1e-3)
+            assert reused[name].updates == result.updates
+
+
+def test_grid_search_returns_the_argmax_of_an_exhaustive_evaluation(packed, val_tree, exhaustive_scores, ray_local,
+                                                                    tmp_path):
+    sequences = load_sequences(str(val_tree), split="val")
+    cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=THRESHOLDS, scheduler="none", chunk_sequences=2,
+                     storage_path=str(tmp_path), batch_size=4)
+    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=6))
+    rows = trial_table(run_search(packed, sequences, cfg, "got10k", "grid", EvalConfig(), None, bases))
+    assert len(rows) == 9 and all(r.complete for r in rows)
+    for row in rows:
+        assert row.score == pytest.approx(exhaustive_scores[(row.update_interval, row.score_threshold)], abs=1e-6)
+    best = best_setting(rows)
+    expected = best_setting([TrialRow(u, t, s, 3, True, 0) for (u, t), s in exhaustive_scores.items()])
+    assert (best.update_interval, best.score_threshold) == (expected.update_interval, expected.score_threshold)
+
+
+def test_early_stopping_tracks_fewer_chunks_and_keeps_the_best_near_the_top(packed, val_tree, exhaustive_scores,
+                                                                           ray_local, tmp_path):
+    sequences = load_sequences(str(val_tree), split="val")
+    cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=THRESHOLDS, scheduler="asha", chunk_sequences=2,
+                     grace_chunks=1, reduction_factor=3, reuse=False, storage_path=str(tmp_path), batch_size=4,
+                     max_concurrent_trials=2)
+    rows = trial_table(run_search(packed, sequences, cfg, "got10k", "asha", EvalConfig(), None, None))
+    assert len(rows) == 9
+    assert sum(r.chunks for r in rows) < 9 * 3  # exhaustive: every setting sees all 3 chunks
+    finished = sorted((r for r in rows if r.complete), key=lambda r: -r.score)
+    top = {(r.update_interval, r.score_threshold) for r in finished[:3]}
+    best_exhaustive = max(exhaustive_scores.values())
+    assert any(exhaustive_scores[k] == pytest.approx(best_exhaustive) for k in top)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    cfg = load_config("stark_tiny")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(str(path), make_checkpoint(build_stark(cfg.model), to_dict(cfg)))
+    return path
+
+
+def tune_command(model, data, storage, out):
+    return [sys.executable, "-m", "stark.jobs.tune", "--config", "stark_tiny", "--model", str(model), "--data",
+            str(data), "--split", "val", "--out", str(out), f"tune.storage_path={storage}",
+            f"tune.update_intervals={INTERVALS}", f"tune.score_thresholds={THRESHOLDS}", "tune.chunk_sequences=2",
+            "tune.batch_size=4", "evaluate.num_workers=0"]
+
+
+@pytest.mark.slow
+def test_best_settings_reach_mlflow_and_evaluate_uses_them(tiny_checkpoint, val_tree, tmp_path):
+    import mlflow
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RAY_ADDRESS": ""}
+    done = subprocess.run(tune_command(tiny_checkpoint, val_tree, tmp_path / "tune", tmp_path / "report"), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
+    best_u = int(run.data.tags["stark.tuned.update_interval"])
+    best_t = float(run.data.tags["stark.tuned.score_threshold"])
+    assert (best_u, best_t) in {(u, t) for u in INTERVALS for t in THRESHOLDS}
+
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "stark.jobs.evaluate", "--config", "stark_tiny", "--model",
+         f"runs:/{run.info.run_id}/model_tuned.pt", "--data", str(val_tree), "--split", "val", "--out",
+         str(tmp_path / "eval"), "--no-mlflow", "evaluate.num_workers=0"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert f"update_interval={best_u}, score_threshold={best_t}" in evaluated.stdout
+
+
+@pytest.mark.slow
+def test_an_interrupted_tune_resumes_without_redoing_finished_trials(tiny_checkpoint, val_tree, tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    storage = tmp_path / "tune"
+    command = tune_command(tiny_checkpoint, val_tree, storage, tmp_path / "report") + ["--no-mlflow",
+                                                                                       "tune.max_concurrent_trials=1"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    finished: dict[Path, bytes] = {}
+    while time.monotonic() < deadline and len(finished) < 3:
+        time.sleep(1)
+        finished = {p: p.read_bytes() for p in storage.glob("*/*/result.json") if b'"complete": true' in p.read_bytes()}
+    assert len(finished) >= 3, "the first run should finish a few trials before it is interrupted"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # leftovers of the killed driver's local Ray
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "best: update_interval=" in second.stdout
+    for path, content in finished.items():  # finished trials were restored, not run again
+        assert path.read_bytes() == content
+    assert len(list(storage.glob("*/*/result.json"))) == 9
