@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("stark.jobs.evaluate", "track a split; benchmark result files, metrics, tables and plots"),
     "submit": ("stark.jobs.submit", "submit any stark job to a Ray cluster (--address http://HEAD:8265 -- stark ...)"),
     "tune": ("stark.jobs.tune", "search update_interval and score_threshold with Ray Tune"),
+    "track": ("stark.jobs.track", "track one object through a video: boxes CSV + annotated video"),
 }
 
 
