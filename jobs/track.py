@@ -20,7 +20,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.last_decile = -1
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
