@@ -22,3 +22,15 @@ def config_from_args(args: argparse.Namespace):
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def use_tracking_uri(cfg) -> str:
+    """Point this process's MLflow at the configured tracking URI (config, then $MLFLOW_TRACKING_URI,
+    then the embedded sqlite file) and return it; model URIs like models:/stark@champion resolve there."""
+    import mlflow
+
+    from stark.platform.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.mlflow)
+    mlflow.set_tracking_uri(uri)
+    return uri

@@ -5,7 +5,7 @@ import dataclasses
 import sys
 import time
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
 
 
 def resolve_tracker_settings(cfg_tracker, stored: dict | None, overrides: list[str]):
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
+    use_tracking_uri(cfg)
     from stark.platform.eval_report import write_report
     from stark.platform.evaluation import load_sequences, pack_model, track_sequences
     from stark.platform.model_loading import load_model

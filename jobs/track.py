@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
 
 DEFAULT_MODEL = "models:/stark@champion"
 
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
+    use_tracking_uri(cfg)
     from stark.platform.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
     from stark.platform.clips import ClipEncoder, EncodeSettings
     from stark.platform.evaluation import AMP_DTYPES

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
 
 
 def experiment_name(cfg, model: str, data: str, split: str | None) -> str:
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
+    use_tracking_uri(cfg)
     import ray
 
     from stark.platform.evaluation import load_sequences, pack_model

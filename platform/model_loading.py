@@ -42,11 +42,11 @@ def load_model(spec: str, base_cfg: ModelConfig | None = None,
     if storage.is_s3(spec):
         content = read_checkpoint_bytes(storage.read_bytes(spec, storage_cfg), spec)
     else:
-        content = _read_local(spec)
+        content = read_local_model_file(spec)
     return from_content(content, spec, base_cfg)
 
 
-def _read_local(path: str) -> dict:
+def read_local_model_file(path: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -122,5 +122,5 @@ def _load_from_mlflow(spec: str, base_cfg, storage_cfg) -> LoadedModel:
     found = sorted(local.rglob(CHECKPOINT_FILE)) if local.is_dir() else [local]
     if not found:
         raise ValueError(f"model {spec!r}: the MLflow model holds no {CHECKPOINT_FILE}")
-    return from_content(_read_local(str(found[0])), spec, base_cfg, kind="mlflow")
+    return from_content(read_local_model_file(str(found[0])), spec, base_cfg, kind="mlflow")
 

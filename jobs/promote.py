@@ -1,0 +1,54 @@
+"""`stark promote --candidate models:/stark/N --data DATA`: move `champion` only on a real win."""
+from __future__ import annotations
+
+import os
+import sys
+
+from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+
+
+def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
+    parser = job_parser(prog, "Evaluate a candidate version and the champion on the same sequences; move the "
+                              "champion alias only when the candidate wins.", default_config="stark_st50")
+    parser.add_argument("--candidate", required=True, help="models:/NAME/VERSION (or models:/NAME@ALIAS)")
+    parser.add_argument("--data", required=True, help="benchmark data: manifest or benchmark tree")
+    parser.add_argument("--split", default=None, help="only this split (e.g. val)")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+
+    use_tracking_uri(cfg)
+    from stark.platform.evaluation import load_sequences
+    from stark.platform.promotion import promote
+    from stark.platform.registry import RegistryError
+    from stark.platform.tracking import resolve_tracking_uri
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a down server fails in seconds, not minutes
+    tracking_uri = resolve_tracking_uri(cfg.mlflow)
+    try:
+        sequences = [s for s in load_sequences(args.data, cfg.storage, args.split) if s.has_groundtruth]
+        if not sequences:
+            raise ValueError(f"{args.data}: no sequence with ground truth to compare on")
+        benchmark = cfg.evaluate.benchmark or sequences[0].dataset
+        outcome = promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker,
+                          cfg.evaluate, cfg.storage)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    d = outcome.decision
+    name = cfg.registry.model_name
+    print(f"\n{'PROMOTED' if d.promote else 'NOT PROMOTED'}: {d.reason}")
+    if d.mean_diff is not None:
+        print(f"  {d.metric}: candidate {d.candidate_mean:.4f} vs champion {d.champion_mean:.4f} "
+              f"(difference {d.mean_diff:+.4f}, 95% interval [{d.ci_low:+.4f}, {d.ci_high:+.4f}], p={d.p_value:.4f})")
+    print(f"  {cfg.registry.champion_alias}: "
+          f"{f'{name}/{outcome.champion_before}' if outcome.champion_before else 'none'} -> "
+          f"{f'{name}/{outcome.champion_after}' if outcome.champion_after else 'none'}")
+    print(f"  decision recorded on {name}/{outcome.candidate} and in run {outcome.run_id} at {tracking_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

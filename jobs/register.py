@@ -1,0 +1,88 @@
+"""`stark register --checkpoint CKPT`: create a registered-model version carrying weights, config,
+tuned tracker settings, provenance and (optionally) evaluation metrics."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from stark.jobs.args import config_from_args, job_parser
+
+
+def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | None = None,
+             description: str = "", log=print):
+    """Register `checkpoint` (platform checkpoint, official file or MLflow URI); returns the ModelVersion."""
+    import dataclasses
+
+    from stark.platform.checkpoint import make_checkpoint, save_checkpoint
+    from stark.platform.model_loading import load_model
+    from stark.platform.registry import register_checkpoint, version_tags
+    from stark.platform.tracking import resolve_tracking_uri
+
+    tracking_uri = resolve_tracking_uri(cfg.mlflow)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)  # MLflow model URIs given as --checkpoint resolve there
+    loaded = load_model(checkpoint, cfg.model, cfg.storage)
+    content = loaded.checkpoint or make_checkpoint(loaded.model, {"model": dataclasses.asdict(loaded.model_cfg)},
+                                                   tracker=None, source=checkpoint)
+    scores, benchmark, hash_ = None, None, None
+    if eval_data:
+        from stark.jobs.evaluate import resolve_tracker_settings
+        from stark.platform.eval_report import score_results
+        from stark.platform.evaluation import load_sequences, pack_model, track_sequences
+        from stark.platform.promotion import data_hash
+
+        sequences = load_sequences(eval_data, cfg.storage, split)
+        benchmark = cfg.evaluate.benchmark or sequences[0].dataset
+        settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, [])
+        log(f"evaluating on {len(sequences)} {benchmark} sequence(s) before registering")
+        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, cfg.evaluate,
+                                  cfg.storage)
+        metrics = score_results(benchmark, results, sequences, cfg.evaluate.absent_as_failure)
+        scores = dict(metrics.scores) if metrics else None
+        hash_ = data_hash(sequences)
+    tags = version_tags(content, scores, benchmark, split, hash_, cfg.storage)
+    tags["stark.source"] = checkpoint
+    with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, "checkpoint.pt")
+        save_checkpoint(local, content)
+        return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description)
+
+
+def main(argv: list[str] | None = None, prog: str = "stark register") -> int:
+    parser = job_parser(prog, "Register a model version in MLflow (weights, config, tuned settings, "
+                              "provenance, metrics).", default_config="stark_st50")
+    parser.add_argument("--checkpoint", required=True,
+                        help="platform checkpoint (local or s3://), official STARK file, or MLflow URI")
+    parser.add_argument("--eval-data", default=None, help="evaluate on this data first and store the metrics")
+    parser.add_argument("--split", default=None, help="split of --eval-data")
+    parser.add_argument("--description", default="", help="version description")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+
+    from stark.platform.registry import RegistryError, explain_mlflow_error
+    from stark.platform.tracking import resolve_tracking_uri
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a down server fails in seconds
+    tracking_uri = resolve_tracking_uri(cfg.mlflow)
+    try:
+        version = register(cfg, args.checkpoint, args.eval_data, args.split, args.description)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - MLflow/network failures: one clear line
+        print(f"error: {explain_mlflow_error(exc, tracking_uri)}", file=sys.stderr)
+        return 1
+    print(f"registered models:/{version.name}/{version.version} (run {version.run_id}) at {tracking_uri}")
+    for key in sorted(version.tags):
+        if key.startswith(("stark.tracker.", "stark.eval.", "stark.variant", "stark.train_run_id")):
+            print(f"  {key} = {version.tags[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

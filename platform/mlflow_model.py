@@ -1,0 +1,41 @@
+"""The MLflow model of a STARK tracker, logged as code ("models from code"): MLflow stores this file,
+not a pickled object, and the weights travel as a platform checkpoint artifact (state_dicts,
+read with weights_only). `mlflow.pyfunc.load_model(uri).predict(df)` tracks videos.
+
+Input: one row per video, columns `video` (path or URL readable where the model runs) and the first
+frame's box `x`, `y`, `w`, `h`. Output: one row per frame, columns video, frame, x, y, w, h, score.
+Inside this project, `load_model("models:/stark@champion")` reads the same checkpoint directly.
+"""
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+
+
+class StarkTrackerModel(PythonModel):
+    def load_context(self, context) -> None:
+        from stark.platform.model_loading import from_content, read_local_model_file
+        from stark.platform.tracker import StarkTracker, TrackerSettings
+
+        path = context.artifacts[CHECKPOINT_ARTIFACT]
+        loaded = from_content(read_local_model_file(path), path)
+        settings = TrackerSettings(**{k: v for k, v in (loaded.tracker or {}).items()
+                                      if k in TrackerSettings.__dataclass_fields__})
+        self.tracker = StarkTracker(loaded.model, loaded.model_cfg, settings)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from stark.platform.frames import open_frames
+
+        rows = []
+        for item in model_input.itertuples(index=False):
+            result = self.tracker.track(open_frames(item.video), [item.x, item.y, item.w, item.h])
+            for frame, (box, score) in enumerate(zip(result.boxes, result.scores)):
+                rows.append({"video": item.video, "frame": frame, "x": box[0], "y": box[1], "w": box[2],
+                             "h": box[3], "score": float(score)})
+        return pd.DataFrame(rows, columns=["video", "frame", "x", "y", "w", "h", "score"])
+
+
+mlflow.models.set_model(StarkTrackerModel())
