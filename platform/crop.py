@@ -49,23 +49,41 @@ def crop_window(box_xywh, factor: float, out_size: int) -> CropWindow:
 
 def crop_around_box(image: np.ndarray, box_xywh, factor: float, out_size: int
                     ) -> tuple[np.ndarray, np.ndarray, CropWindow]:
-    """image HWC uint8 -> (crop [out, out, 3] uint8, padding mask [out, out] bool, window)."""
+    """image HWC uint8 -> (crop [out, out, 3] uint8, padding mask [out, out] bool, window).
+
+    Equal to zero-padding the window to side x side and resizing it with bilinear interpolation
+    (F.interpolate, align_corners=False), but computed from the four source taps of each output pixel:
+    the padded canvas (up to thousands of pixels a side for a large box) is never built."""
     window = crop_window(box_xywh, factor, out_size)
     height, width = image.shape[:2]
-    x0, y0, side = window.x0, window.y0, window.side
-    # the part of the window inside the image
-    ix0, iy0 = max(x0, 0), max(y0, 0)
-    ix1, iy1 = min(x0 + side, width), min(y0 + side, height)
-    padded = np.zeros((side, side, image.shape[2]), dtype=image.dtype)
-    valid = np.zeros((side, side), dtype=np.float32)
-    if ix1 > ix0 and iy1 > iy0:
-        padded[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
-        valid[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = 1.0
-    crop = resize_image(padded, out_size)
+    y0, y1, wy0, wy1 = _bilinear_taps(window.y0, window.side, out_size, height)
+    x0, x1, wx0, wx1 = _bilinear_taps(window.x0, window.side, out_size, width)
+    rows0, rows1 = image[y0], image[y1]  # [out, W, C]
+    wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
+    top = wx0 * rows0[:, x0] + wx1 * rows0[:, x1]  # same operation order as PyTorch's bilinear kernel
+    bottom = wx0 * rows1[:, x0] + wx1 * rows1[:, x1]
+    crop = np.rint(wy0[:, None, None] * top + wy1[:, None, None] * bottom).clip(0, 255).astype(np.uint8)
     # bilinear on the validity map; any touch of padding marks the output cell as padding
-    mask = F.interpolate(torch.from_numpy(valid)[None, None], size=(out_size, out_size),
-                         mode="bilinear", align_corners=False)[0, 0].numpy() < 1.0 - 1e-6
+    mask = (wy0 + wy1)[:, None] * (wx0 + wx1)[0, :, 0][None, :] < 1.0 - 1e-6
     return crop, mask, window
+
+
+def _bilinear_taps(start: int, side: int, out_size: int, limit: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each of out_size samples over the window [start, start + side) of an axis of length `limit`:
+    the two source pixels (clamped into the image) and their weights, zero where a tap is padding.
+    Source positions follow F.interpolate(align_corners=False) in float32."""
+    scale = np.float32(side / out_size)
+    src = np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                     np.float32(0.0))
+    i0 = src.astype(np.int64)
+    i1 = np.minimum(i0 + 1, side - 1)
+    w1 = (src - i0).astype(np.float32)
+    w0 = np.float32(1.0) - w1
+    p0, p1 = start + i0, start + i1
+    w0 = w0 * ((p0 >= 0) & (p0 < limit))
+    w1 = w1 * ((p1 >= 0) & (p1 < limit))
+    return np.clip(p0, 0, limit - 1), np.clip(p1, 0, limit - 1), w0, w1
 
 
 def resize_image(image: np.ndarray, out_size: int) -> np.ndarray:

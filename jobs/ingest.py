@@ -1,0 +1,41 @@
+"""`stark ingest SRC DEST`: import a benchmark tree or videos + box files into H.264 clips and a Parquet manifest."""
+from __future__ import annotations
+
+import sys
+
+from stark.jobs.args import config_from_args, job_parser
+
+
+def main(argv: list[str] | None = None, prog: str = "stark ingest") -> int:
+    parser = job_parser(prog, __doc__.split(":", 1)[1].strip(), default_config=None)
+    parser.add_argument("src", help="source folder (benchmark layout, or videos with a .csv box file each)")
+    parser.add_argument("dest", help="destination: a local folder or s3://bucket/prefix")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="skip bad sequences (listed in the report) instead of stopping at the first")
+    parser.add_argument("--layout", choices=("auto", "got10k", "lasot", "trackingnet", "footage"),
+                        help="source layout (default: ingest.layout, auto-detected)")
+    # key.sub=value overrides may come anywhere; take them out so SRC and DEST bind by position
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_args([a for a in argv if a not in overrides])
+    args.overrides = overrides
+    cfg = config_from_args(args)
+    if args.skip_invalid:
+        cfg.ingest.skip_invalid = True
+    if args.layout:
+        cfg.ingest.layout = args.layout
+
+    from stark.platform.ingest import ingest
+    from stark.platform.sequences import InvalidInputError
+
+    try:
+        report = ingest(args.src, args.dest, cfg.ingest, cfg.storage)
+    except InvalidInputError as exc:
+        print(f"ingest failed, nothing imported: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The Ray Data training stream, reading clips back from a real S3 endpoint (moto server process) on a
+real local Ray: batches in the documented format, matching crops of the source frames, reproducible."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from stark.platform.config import load_config
+from stark.platform.data_config import IngestConfig
+from stark.platform.data_stream import FrameDecoder, build_training_stream, crop_geometry
+from stark.platform.frame_index import load_frame_index
+from stark.platform.ingest import ingest
+from stark.platform.processing import IMAGENET_MEAN, IMAGENET_STD, process_sample
+from stark.platform.sampling import make_sample_spec
+from stark.platform.sequences import read_image
+from stark.platform.synthetic import write_demo_dataset
+
+pytestmark = pytest.mark.slow
+SAMPLES = 48
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_local, s3_endpoint, tmp_path_factory):
+    """A generated GOT-10k tree ingested to s3:// (clips of 16 frames: sequences span several clips)."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="stream")
+    src = tmp_path_factory.mktemp("got10k")
+    write_demo_dataset(str(src), "got10k", num_sequences=4, num_frames=40, size=(192, 144), num_test=0, seed=21)
+    report = ingest(str(src), "s3://stream/got10k", IngestConfig(max_clip_frames=16), out=io.StringIO())
+    return report.manifest_uri
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("stark_tiny", [f"data.samples_per_epoch={SAMPLES}", "data.decode_actors=2",
+                                      "data.decode_batch_size=8"])
+
+
+def collect(ds) -> dict[str, np.ndarray]:
+    batches = list(ds.iter_torch_batches(batch_size=16))
+    return {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
+
+
+@pytest.fixture(scope="module")
+def stage_one(dataset, cfg):
+    return collect(build_training_stream([dataset], cfg.data, cfg.model, stage=1, epoch=0, seed=5))
+
+
+def test_batches_have_the_documented_format(stage_one, cfg):
+    m = cfg.model
+    shapes = {key: value.shape for key, value in stage_one.items()}
+    assert shapes == {"template": (SAMPLES, 2, 3, m.template_size, m.template_size),
+                      "template_mask": (SAMPLES, 2, m.template_size, m.template_size),
+                      "search": (SAMPLES, 3, m.search_size, m.search_size),
+                      "search_mask": (SAMPLES, m.search_size, m.search_size),
+                      "search_box": (SAMPLES, 4), "label": (SAMPLES,), "sample_index": (SAMPLES,)}
+    assert stage_one["template"].dtype == np.float32 and stage_one["search_mask"].dtype == bool
+    np.testing.assert_array_equal(stage_one["sample_index"], np.arange(SAMPLES))  # order is kept
+
+
+def test_stage_one_stream_has_only_present_targets_inside_the_crop(stage_one):
+    assert (stage_one["label"] == 1.0).all()
+    cx, cy, w, h = stage_one["search_box"].T
+    assert (w > 0).all() and (h > 0).all()
+    assert (cx - w / 2 >= 0).all() and (cx + w / 2 <= 1).all() and (cy - h / 2 >= 0).all() and (cy + h / 2 <= 1).all()
+
+
+def test_streamed_samples_match_crops_cut_from_the_source_jpegs(stage_one, dataset, cfg):
+    """Decoded-from-S3 crops vs the same crops cut from the original JPEG files: same samples, PSNR >= 35 dB."""
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
+    from stark.platform.manifest import read_records
+
+    folders = {f"{r.dataset}/{r.split}/{r.sequence_id}": r.source_path for r in read_records(dataset)}
+    for i in range(0, SAMPLES, 6):
+        spec = make_sample_spec(index, i, cfg.data, geometry, stage=1, seed=5, epoch=0)
+        frames = {(c.sequence, c.frame): read_image(f"{folders[index.sequence_names[c.sequence]]}/"
+                                                    f"{c.frame + 1:08d}.jpg")
+                  for c in (*spec.templates, spec.search)}
+        from_jpegs = process_sample(spec, frames, geometry)
+        for key in ("template", "search"):
+            a = to_pixels(stage_one[key][i])
+            b = to_pixels(from_jpegs[key])
+            mse = np.mean((a - b) ** 2)
+            assert 10 * np.log10(255.0 ** 2 / max(mse, 1e-9)) >= 35.0
+        np.testing.assert_allclose(stage_one["search_box"][i], from_jpegs["search_box"], atol=1e-6)
+        np.testing.assert_array_equal(stage_one["search_mask"][i], from_jpegs["search_mask"])
+
+
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """[..., 3, S, S] normalised -> 0..255 (brightness jitter included, as both sides apply the same)."""
+    channels_last = np.moveaxis(image, -3, -1)
+    return (channels_last * IMAGENET_STD + IMAGENET_MEAN) * 255.0
+
+
+def test_stage_two_stream_labels_are_the_specs_labels_with_negatives_in_it(dataset, cfg):
+    batch = collect(build_training_stream([dataset], cfg.data, cfg.model, stage=2, epoch=0, seed=5))
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
+    expected = [make_sample_spec(index, i, cfg.data, geometry, 2, 5, 0).label for i in range(SAMPLES)]
+    np.testing.assert_array_equal(batch["label"], expected)
+    assert 0 < batch["label"].mean() < 1  # the share itself is specified on 3000 specs in test_sampling
+
+
+def test_an_epoch_is_reproducible_and_the_next_epoch_differs(stage_one, dataset, cfg):
+    again = collect(build_training_stream([dataset], cfg.data, cfg.model, stage=1, epoch=0, seed=5))
+    for key in stage_one:
+        np.testing.assert_array_equal(again[key], stage_one[key])
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)  # a preloaded index works too
+    next_epoch = collect(build_training_stream(index, cfg.data, cfg.model, stage=1, epoch=1, seed=5))
+    assert not np.array_equal(next_epoch["search"], stage_one["search"])
+
+
+def test_a_batch_opens_each_clip_it_needs_once(dataset, cfg, ray_local):
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
+    specs = [make_sample_spec(index, i, cfg.data, geometry, 1, 5, 0) for i in range(32)]
+    needed = {index.clip_of(c.sequence, c.frame)[0] for s in specs for c in (*s.templates, s.search)}
+    decoder = FrameDecoder(index, None, cache_size=0)
+    frames = decoder.decode(specs)
+    assert decoder.clips_opened == len(needed) < 3 * len(specs)
+    assert len(frames) == len({(c.sequence, c.frame) for s in specs for c in (*s.templates, s.search)})
+
+
+def test_stage_two_needs_the_st_variant(dataset, cfg):
+    import dataclasses
+
+    stark_s = dataclasses.replace(cfg.model, variant="S")
+    with pytest.raises(ValueError, match="only STARK-ST"):
+        build_training_stream([dataset], cfg.data, stark_s, stage=2, epoch=0, seed=0)
