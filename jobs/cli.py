@@ -15,6 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("stark.jobs.submit", "submit any stark job to a Ray cluster (--address http://HEAD:8265 -- stark ...)"),
     "tune": ("stark.jobs.tune", "search update_interval and score_threshold with Ray Tune"),
     "track": ("stark.jobs.track", "track one object through a video: boxes CSV + annotated video"),
+    "register": ("stark.jobs.register", "register a model version in MLflow with its settings and metrics"),
+    "promote": ("stark.jobs.promote", "move the champion alias only when the candidate wins"),
+    "rollback": ("stark.jobs.rollback", "move the champion alias back to the previous champion"),
+    "pipeline": ("stark.jobs.pipeline", "the main job: data, ingest, train, tune, register, promote, track"),
 }
 
 

@@ -16,6 +16,15 @@ from typing import Any, Literal
 import yaml
 
 from stark.model.config import ModelConfig
+from stark.platform.data_config import DataConfig, IngestConfig
+from stark.platform.storage import StorageConfig
+from stark.platform.evaluation import EvalConfig
+from stark.platform.tracker import TrackerSettings
+from stark.platform.tuning import TuneConfig
+from stark.platform.registry import RegistryConfig
+from stark.platform.pipeline_config import PipelineConfig
+from stark.platform.train_config import TrainConfig
+from stark.platform.tracking import MlflowConfig
 
 
 class ConfigError(ValueError):
@@ -28,9 +37,29 @@ class ExperimentConfig:
 
     name: str = "stark"  # run name; storage and MLflow paths derive from it
     model: ModelConfig = field(default_factory=ModelConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def validate(self) -> None:
         self.model.validate()
+        self.storage.validate()
+        self.ingest.validate()
+        self.data.validate()
+        self.tracker.validate()
+        self.evaluate.validate()
+        self.tune.validate()
+        self.registry.validate()
+        self.pipeline.validate()
+        self.train.validate()
+        self.mlflow.validate()
 
 
 # --- presets --------------------------------------------------------------------------------------
@@ -147,6 +176,11 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads `1e-3` (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
         return float(value)

@@ -14,3 +14,168 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# --- a real S3 endpoint on 127.0.0.1 (moto's server mode, as a separate process) -------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of an S3 server process on 127.0.0.1 for the whole session; AWS_* variables point at it."""
+    import os
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    command = [shutil.which("moto_server") or sys.executable, "-H", "127.0.0.1", "-p", str(port)]
+    if not shutil.which("moto_server"):
+        command[1:1] = ["-m", "moto.server"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto_server did not start on {url}")
+            time.sleep(0.2)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=url)
+    yield url
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A fresh, empty bucket on the session's S3 endpoint: 's3://<name>'."""
+    import uuid
+
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+# --- a real MLflow tracking server on 127.0.0.1 (sqlite backend, artifacts proxied to the S3 endpoint) ----
+class MlflowServer:
+    """`mlflow server` as a separate process; stop() and start() simulate an outage on the same store."""
+
+    def __init__(self, workdir: Path, artifacts: str, s3_endpoint: str):
+        self.workdir, self.artifacts, self.s3_endpoint = workdir, artifacts, s3_endpoint
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> None:
+        import os
+        import shutil
+        import subprocess
+        import time
+        import urllib.request
+
+        env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        command = [shutil.which("mlflow") or "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--backend-store-uri", f"sqlite:///{self.workdir}/mlflow.db",
+                   "--artifacts-destination", self.artifacts, "--workers", "1"]
+        log = open(self.workdir / "server.log", "ab")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/health", timeout=2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"mlflow server did not start: {(self.workdir / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except Exception:  # noqa: BLE001
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, s3_bucket, s3_endpoint):
+    """A fresh MLflow server (empty registry) whose artifacts live in a fresh bucket of the S3 endpoint."""
+    server = MlflowServer(tmp_path, f"{s3_bucket}/mlartifacts", s3_endpoint)
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- models and data shared by the tracking, tuning and registry tests ------------------------------------
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """A tiny STARK-ST trained briefly on generated data (about a minute on 2 cores, once per session)."""
+    import ray
+
+    from trained_model import train_tiny
+
+    started_ray = not ray.is_initialized()
+    try:
+        return train_tiny(tmp_path_factory.mktemp("trained"))
+    finally:
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """An untrained tiny STARK-ST: what 'clearly worse' looks like."""
+    import torch
+
+    from stark.model.stark import build_stark
+    from stark.platform.checkpoint import make_checkpoint, save_checkpoint
+    from stark.platform.config import load_config, to_dict
+
+    cfg = load_config("stark_tiny")
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("random") / "random_tiny.pt"
+    save_checkpoint(str(path), make_checkpoint(build_stark(cfg.model), to_dict(cfg)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def val_tree(tmp_path_factory):
+    """A GOT-10k tree with a val split of 6 generated sequences (different scenes from training)."""
+    from stark.platform.synthetic import make_sequences, write_got10k
+
+    root = tmp_path_factory.mktemp("got10k_val")
+    names = [f"GOT-10k_Val_{i:06d}" for i in range(1, 7)]
+    write_got10k(str(root), {"val": make_sequences(names, 30, (160, 120), seed=7)})
+    return root

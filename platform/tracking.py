@@ -1,0 +1,168 @@
+"""MLflow for training jobs: where the tracking server is, one parent run per job with a nested run per
+stage, and a small metric logger the rank-0 training worker uses.
+
+Everything goes through an explicit `MlflowClient(tracking_uri)` and run ids, never MLflow's
+process-global active run, so the driver and a Ray worker process log to the same runs.
+
+Tracking URI, first set wins: `mlflow.tracking_uri` in the config, `$MLFLOW_TRACKING_URI`, then the
+embedded default `sqlite:///<working folder>/mlflow.db` (MLflow 3 refuses the old ./mlruns file store
+by default). A relative sqlite path is made absolute here, because Ray workers may run in another
+folder; artifacts of an embedded sqlite store go beside the database, `<its folder>/mlruns/<experiment id>/`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DB = "mlflow.db"
+PARAM_VALUE_LIMIT = 6000  # MLflow rejects longer param values
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
+    experiment: str = "stark-train"  # experiment that training runs are filed under
+
+    def validate(self) -> None:
+        if not self.experiment:
+            raise ValueError("mlflow.experiment must not be empty")
+        if self.tracking_uri is not None and self.tracking_uri.rstrip("/") in ("", "file:", "./mlruns", "mlruns"):
+            raise ValueError(f"mlflow.tracking_uri: {self.tracking_uri!r} is the old file store, which MLflow 3 "
+                             f"refuses; use sqlite:///mlflow.db or an http(s):// server")
+
+
+def resolve_tracking_uri(cfg: MlflowConfig) -> str:
+    uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + os.path.abspath(uri[len(prefix):])  # sqlite:////abs/path/mlflow.db
+    return uri
+
+
+def embedded_artifact_location(tracking_uri: str) -> str | None:
+    """An embedded sqlite store keeps its artifacts beside the database file (`<db folder>/mlruns`),
+    not in whatever folder the job happens to run in; a server decides for itself (None)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(tracking_uri[len(prefix):])), "mlruns")
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= PARAM_VALUE_LIMIT else text[:PARAM_VALUE_LIMIT - 3] + "..."
+
+
+class JobRuns:
+    """The MLflow runs of one training job: a parent run found again by the job's run folder (so a
+    resumed job keeps logging to the same runs), and one nested run per stage."""
+
+    KIND_TAG, RUN_DIR_TAG, STAGE_TAG = "stark.kind", "stark.run_dir", "stark.stage"
+
+    def __init__(self, tracking_uri: str, experiment: str, run_name: str, run_dir: str):
+        from mlflow.entities import RunStatus
+
+        self.tracking_uri, self.run_dir = tracking_uri, run_dir
+        self.client = _client(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=embedded_artifact_location(tracking_uri))
+        existing = self._find({self.KIND_TAG: "train", self.RUN_DIR_TAG: run_dir}, parent=None)
+        self.resumed = existing is not None
+        if existing is None:
+            self.parent_id = self.client.create_run(
+                self.experiment_id, run_name=run_name,
+                tags={self.KIND_TAG: "train", self.RUN_DIR_TAG: run_dir}).info.run_id
+        else:
+            self.parent_id = existing
+            self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
+
+    def _find(self, tags: dict[str, str], parent: str | None) -> str | None:
+        from mlflow.entities import ViewType
+
+        clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+        if parent is not None:
+            clauses.append(f"tags.`mlflow.parentRunId` = '{parent}'")
+        runs = self.client.search_runs([self.experiment_id], " and ".join(clauses), run_view_type=ViewType.ACTIVE_ONLY,
+                                       order_by=["attributes.start_time ASC"])
+        if parent is None:
+            runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        return runs[0].info.run_id if runs else None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params are immutable in MLflow: a resumed job logs only the ones not logged yet and reports
+        values that differ (they were changed between invocations) instead of failing."""
+        from mlflow.entities import Param
+
+        logged = self.client.get_run(self.parent_id).data.params
+        new = [Param(k, _param_value(v)) for k, v in params.items() if k not in logged]
+        changed = [k for k, v in params.items() if k in logged and logged[k] != _param_value(v)]
+        for start in range(0, len(new), 100):  # log_batch takes at most 100 params per call
+            self.client.log_batch(self.parent_id, params=new[start:start + 100])
+        if changed:
+            print(f"mlflow: params changed since this run started, kept the first values: {', '.join(changed)}",
+                  file=sys.stderr)
+
+    def stage_run(self, stage: int) -> str:
+        from mlflow.entities import RunStatus
+
+        existing = self._find({self.STAGE_TAG: str(stage)}, parent=self.parent_id)
+        if existing is not None:
+            self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
+            return existing
+        return self.client.create_run(self.experiment_id, run_name=f"stage{stage}",
+                                      tags={"mlflow.parentRunId": self.parent_id, self.STAGE_TAG: str(stage),
+                                            self.KIND_TAG: "train-stage"}).info.run_id
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, local_path, artifact_path)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        log_metrics(self.client, run_id, metrics, step)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    def finish(self, run_id: str, ok: bool = True) -> None:
+        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+
+
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+
+
+class MetricLogger:
+    """Per-step metrics from the rank-0 worker. A tracking server that stops answering costs a warning,
+    never the training run."""
+
+    def __init__(self, tracking_uri: str | None, run_id: str | None):
+        self.run_id = run_id
+        self.client = _client(tracking_uri) if tracking_uri and run_id else None
+        self.failures = 0
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.client is None:
+            return
+        try:
+            log_metrics(self.client, self.run_id, metrics, step)
+        except Exception as exc:  # noqa: BLE001 - any tracking error must not stop training
+            self.failures += 1
+            if self.failures == 1:
+                print(f"mlflow: could not log metrics ({exc}); training continues", file=sys.stderr)
