@@ -44,6 +44,11 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
         hash_ = data_hash(sequences)
     tags = version_tags(content, scores, benchmark, split, hash_, cfg.storage)
     tags["stark.source"] = checkpoint
+    if os.path.isfile(checkpoint):
+        import hashlib
+
+        with open(checkpoint, "rb") as f:
+            tags["stark.checkpoint_sha256"] = hashlib.sha256(f.read()).hexdigest()
     with tempfile.TemporaryDirectory() as folder:
         local = os.path.join(folder, "checkpoint.pt")
         save_checkpoint(local, content)

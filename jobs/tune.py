@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     cfg = config_from_args(args)
 
     use_tracking_uri(cfg)
-    import ray
-
     from stark.platform.evaluation import load_sequences, pack_model
     from stark.platform.model_loading import load_model
     from stark.platform.tune_report import write_tune_report
@@ -60,8 +58,9 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
           f"frames), metric {metric}, {cfg.tune.search} search, scheduler {cfg.tune.scheduler}, "
           f"reuse {'on' if cfg.tune.reuse else 'off'}; experiment {name}", flush=True)
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    from stark.platform.ray_runtime import init_ray
+
+    init_ray()
     start = time.perf_counter()
     bases = None
     if cfg.tune.reuse:

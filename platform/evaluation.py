@@ -226,8 +226,9 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     import ray
     from ray.util import ActorPool
 
-    if not ray.is_initialized():
-        ray.init()
+    from stark.platform.ray_runtime import init_ray
+
+    init_ray()
     model_ref = ray.put(packed_model)  # once; every actor reads the same object
     actor_cls = ray.remote(TrackingWorker).options(num_cpus=eval_cfg.cpus_per_worker,
                                                    num_gpus=eval_cfg.gpus_per_worker)

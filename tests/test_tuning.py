@@ -36,10 +36,12 @@ def val_tree(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def packed():
-    torch.manual_seed(0)
-    cfg = preset_model_config("stark_tiny")
-    return pack_model(build_stark(cfg), cfg)
+def packed(trained_checkpoint):
+    """A trained tiny model, so that the settings change its boxes and the metric."""
+    from stark.platform.model_loading import load_model
+
+    loaded = load_model(str(trained_checkpoint))
+    return pack_model(loaded.model, loaded.model_cfg)
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +120,8 @@ def test_early_stopping_tracks_fewer_chunks_and_keeps_the_best_near_the_top(pack
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    cfg = load_config("stark_tiny")
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(str(path), make_checkpoint(build_stark(cfg.model), to_dict(cfg)))
-    return path
+def tiny_checkpoint(trained_checkpoint):
+    return trained_checkpoint
 
 
 def tune_command(model, data, storage, out):
@@ -172,7 +170,6 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials(tiny_checkp
     assert len(finished) >= 3, "the first run should finish a few trials before it is interrupted"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # leftovers of the killed driver's local Ray
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -1,0 +1,36 @@
+"""Typed configuration of `stark pipeline`: where the data comes from and which steps run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STEPS = ("data", "ingest", "train", "tune", "register", "promote", "track")
+
+
+@dataclass
+class PipelineConfig:
+    workdir: str = "stark-pipeline"  # everything the pipeline writes, step by step (re-runs resume here)
+    # Training data, first that applies: `source` (a benchmark tree or videos + box files, ingested into
+    # <workdir>/clips), else `data.manifests` as given, else a generated demo dataset.
+    source: str | None = None
+    val_data: str | None = None  # tune/promote data (manifest or tree); None = the demo's val split
+    val_split: str | None = "val"
+    video: str | None = None  # the video `track` runs on; None = a generated demo video
+    video_box: list[float] = field(default_factory=list)  # x,y,w,h in its first frame (generated: known)
+    demo_train_sequences: int = 8
+    demo_val_sequences: int = 6
+    demo_frames: int = 60
+    demo_size: list[int] = field(default_factory=lambda: [160, 120])  # width, height
+    seed: int = 0
+    steps: list[str] = field(default_factory=lambda: list(STEPS))
+
+    def validate(self) -> None:
+        unknown = [s for s in self.steps if s not in STEPS]
+        if unknown:
+            raise ValueError(f"pipeline.steps: {unknown} are not among {list(STEPS)}")
+        if self.video and len(self.video_box) != 4:
+            raise ValueError("pipeline.video_box: give x,y,w,h of the object in the first frame of pipeline.video")
+        if len(self.demo_size) != 2 or min(self.demo_size) < 32:
+            raise ValueError("pipeline.demo_size: [width, height], each >= 32")
+        for key in ("demo_train_sequences", "demo_val_sequences", "demo_frames"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"pipeline.{key} must be >= 1")

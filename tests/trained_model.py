@@ -1,0 +1,52 @@
+"""A tiny STARK-ST trained for real on generated data, for tests that need a model that tracks
+(promotion of a clearly better model, tuning with settings that matter).
+
+It runs the plain-PyTorch path of training (the same train_step, optimiser and data processing the
+Ray Train job uses) in this process, so it costs about a minute instead of a cluster start.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stark.model.losses import build_loss
+from stark.model.stark import build_stark
+from stark.platform.checkpoint import make_checkpoint, save_checkpoint
+from stark.platform.config import load_config, to_dict
+from stark.platform.data_stream import FrameDecoder, crop_geometry, make_batch
+from stark.platform.frame_index import load_frame_index
+from stark.platform.ingest import ingest
+from stark.platform.synthetic import make_sequences, write_got10k
+from stark.platform.training import build_optimizer, make_grad_scaler, train_step
+
+
+def train_tiny(workdir: Path, stage1_steps: int = 150, stage2_steps: int = 40, batch: int = 16,
+               seed: int = 0) -> Path:
+    cfg = load_config("stark_tiny", ["train.lr=0.0005", "train.grad_clip=1.0", "data.samples_per_epoch=100000"])
+    names = [f"GOT-10k_Train_{i:06d}" for i in range(1, 9)]
+    write_got10k(str(workdir / "src"), {"train": make_sequences(names, 60, (160, 120), seed=seed + 100)})
+    ingest(str(workdir / "src"), str(workdir / "clips"), cfg.ingest, out=io.StringIO())
+    index = load_frame_index([str(workdir / "clips")], cfg.data, cfg.model.num_templates)
+    decoder = FrameDecoder(index, None, cache_size=8)
+    geometry = crop_geometry(cfg.model)
+
+    torch.manual_seed(seed)
+    model = build_stark(cfg.model)
+    for stage, steps in ((1, stage1_steps), (2, stage2_steps)):
+        model.train_stage(stage)
+        optimizer = build_optimizer(model, stage, cfg.train)
+        scaler = make_grad_scaler("none", torch.device("cpu"))
+        loss_fn = build_loss(stage)
+        for step in range(steps):
+            arrays = make_batch(index, list(range(step * batch, (step + 1) * batch)), cfg.data, geometry, stage,
+                                seed, 0, decoder)
+            tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+            train_step(model, loss_fn, stage, tensors, optimizer, scaler, grad_clip=cfg.train.grad_clip)
+    path = workdir / "trained_tiny.pt"
+    save_checkpoint(str(path), make_checkpoint(model.eval(), to_dict(cfg), tracker={"update_interval": 10,
+                                                                                   "score_threshold": 0.5,
+                                                                                   "box_margin": 10.0}))
+    return path
