@@ -4,7 +4,6 @@ baseline. Every step is the same job a user can run alone; the pipeline prints e
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shlex
 import sys

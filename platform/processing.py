@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from stark.platform import image_norm
 from stark.platform.crop import crop_around_box
 from stark.platform.sampling import CropGeometry, CropSpec, SampleSpec
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.array(image_norm.IMAGENET_MEAN, dtype=np.float32)  # the tracker's normalisation too
+IMAGENET_STD = np.array(image_norm.IMAGENET_STD, dtype=np.float32)
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as cv2's RGB2GRAY
 
 

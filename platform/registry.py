@@ -170,7 +170,7 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         local = os.path.join(staging, "checkpoint.pt")
         shutil.copyfile(checkpoint_path, local)
         mlflow.set_experiment(REGISTRY_EXPERIMENT)
-        with mlflow.start_run(run_name=f"register-{name}") as run:
+        with mlflow.start_run(run_name=f"register-{name}"):
             mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})
             info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE,
                                            artifacts={"checkpoint": local}, signature=signature,

@@ -13,7 +13,6 @@ import torch
 
 from stark.model.stark import Tokens
 from stark.platform.checkpoint import make_checkpoint, to_bytes
-from stark.platform.config import to_dict
 from stark.platform.plots import plot_tuning_map
 from stark.platform.results import atomic_write_bytes
 from stark.platform.tracker import TrackResult

@@ -3,7 +3,6 @@ writing the benchmark's result files, a valid test-server submission, metrics, t
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 
 import numpy as np

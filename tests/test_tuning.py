@@ -12,27 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from model_fixtures import preset_model_config
-from stark.model.stark import build_stark
-from stark.platform.checkpoint import make_checkpoint, save_checkpoint
-from stark.platform.config import load_config, to_dict
 from stark.platform.evaluation import EvalConfig, TrackingWorker, load_sequences, pack_model, track_sequences
-from stark.platform.synthetic import make_sequences, write_got10k
 from stark.platform.tracker import TrackerSettings
 from stark.platform.tuning import (TuneConfig, TrialRow, best_setting, compute_bases, first_update_frame,
                                    metric_value, run_search, track_chunk, trial_table)
 
 INTERVALS, THRESHOLDS = [2, 5, 9], [0.3, 0.5, 0.7]
-
-
-@pytest.fixture(scope="module")
-def val_tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("val")
-    names = [f"GOT-10k_Val_{i:06d}" for i in range(1, 7)]
-    write_got10k(str(root), {"val": make_sequences(names, 20, (160, 120), seed=3)})
-    return root
 
 
 @pytest.fixture(scope="module")
