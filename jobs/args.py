@@ -7,8 +7,15 @@ import sys
 from stark.platform.config import ConfigError, load_config
 
 
+class JobArgumentParser(argparse.ArgumentParser):
+    """Options and key.sub=value overrides may come in any order (`--no-mlflow` after an override)."""
+
+    def parse_args(self, args=None, namespace=None):
+        return self.parse_intermixed_args(args, namespace)
+
+
 def job_parser(prog: str, description: str, default_config: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = JobArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", default=default_config,
                         help=f"YAML file or preset name (default: {default_config})")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
