@@ -22,6 +22,15 @@ def job_parser(prog: str, description: str, default_config: str | None = None) -
     return parser
 
 
+def add_model_data_args(parser: argparse.ArgumentParser, model_help: str, data_help: str, out_help: str) -> None:
+    """--model, --data, --split, --out and --no-mlflow: the arguments of the jobs that track a data set."""
+    parser.add_argument("--model", required=True, help=model_help)
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--split", default=None, help="only this split (train/val/test)")
+    parser.add_argument("--out", default=None, help=out_help)
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+
 def config_from_args(args: argparse.Namespace):
     """Load and validate the config, or exit 2 with the error (file, key) before any work starts."""
     try:

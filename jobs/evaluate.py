@@ -5,34 +5,16 @@ import dataclasses
 import sys
 import time
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
-
-
-def resolve_tracker_settings(cfg_tracker, stored: dict | None, overrides: list[str]):
-    """Settings stored with the model (tuned) win over the config file; explicit tracker.* overrides on
-    the command line win over both."""
-    from stark.platform.tracker import TrackerSettings
-
-    settings = dataclasses.asdict(cfg_tracker)
-    explicit = {o.split("=", 1)[0].strip()[len("tracker."):] for o in overrides if o.startswith("tracker.")}
-    for key, value in (stored or {}).items():
-        if key in settings and key not in explicit:
-            settings[key] = value
-    result = TrackerSettings(**settings)
-    result.validate()
-    return result
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, use_tracking_uri
 
 
 def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     parser = job_parser(prog, "Track every sequence of DATA with MODEL; write benchmark result files, "
                               "metrics, tables and plots.", default_config="stark_st50")
-    parser.add_argument("--model", required=True,
-                        help="platform checkpoint, official STARK release file, or MLflow URI (models:/stark@champion)")
-    parser.add_argument("--data", required=True,
-                        help="manifest (file or ingest folder, local or s3://) or a GOT-10k/LaSOT/TrackingNet tree")
-    parser.add_argument("--split", default=None, help="only this split (train/val/test)")
-    parser.add_argument("--out", default=None, help="output folder (default: evaluate.output from the config)")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    add_model_data_args(
+        parser, model_help="platform checkpoint, official STARK release file, or MLflow URI (models:/stark@champion)",
+        data_help="manifest (file or ingest folder, local or s3://) or a GOT-10k/LaSOT/TrackingNet tree",
+        out_help="output folder (default: evaluate.output from the config)")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
@@ -40,6 +22,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     from stark.platform.eval_report import write_report
     from stark.platform.evaluation import load_sequences, pack_model, track_sequences
     from stark.platform.model_loading import load_model
+    from stark.platform.tracker import resolve_tracker_settings
 
     try:
         loaded = load_model(args.model, cfg.model, cfg.storage)

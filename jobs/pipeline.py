@@ -205,7 +205,7 @@ class Pipeline:
 
     # --- summary ------------------------------------------------------------------------------------
     def summary(self) -> None:
-        from stark.jobs.evaluate import resolve_tracker_settings
+        from stark.platform.tracker import resolve_tracker_settings
         from stark.platform import metrics as M
         from stark.platform.eval_report import PROTOCOLS
         from stark.platform.evaluation import load_sequences, pack_model, track_sequences

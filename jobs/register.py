@@ -28,7 +28,7 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
                                                    tracker=None, source=checkpoint)
     scores, benchmark, hash_ = None, None, None
     if eval_data:
-        from stark.jobs.evaluate import resolve_tracker_settings
+        from stark.platform.tracker import resolve_tracker_settings
         from stark.platform.eval_report import score_results
         from stark.platform.evaluation import load_sequences, pack_model, track_sequences
         from stark.platform.promotion import data_hash

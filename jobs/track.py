@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     from stark.platform.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
     from stark.platform.clips import ClipEncoder, EncodeSettings
     from stark.platform.evaluation import AMP_DTYPES
-    from stark.jobs.evaluate import resolve_tracker_settings
+    from stark.platform.tracker import resolve_tracker_settings
     from stark.platform.frames import VideoFrames, open_frames
     from stark.platform.model_loading import load_model
     from stark.platform.results import atomic_write_bytes

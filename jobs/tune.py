@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, use_tracking_uri
 
 
 def experiment_name(cfg, model: str, data: str, split: str | None) -> str:
@@ -21,11 +21,9 @@ def experiment_name(cfg, model: str, data: str, split: str | None) -> str:
 def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     parser = job_parser(prog, "Search STARK-ST's update_interval and score_threshold on validation sequences; "
                               "store the best with the model.", default_config="stark_st50")
-    parser.add_argument("--model", required=True, help="platform checkpoint, official STARK-ST file or MLflow URI")
-    parser.add_argument("--data", required=True, help="validation data: manifest or benchmark tree")
-    parser.add_argument("--split", default=None, help="only this split (e.g. val)")
-    parser.add_argument("--out", default=None, help="report folder (default: <tune.storage_path>/<experiment>-report)")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    add_model_data_args(parser, model_help="platform checkpoint, official STARK-ST file or MLflow URI",
+                        data_help="validation data: manifest or benchmark tree",
+                        out_help="report folder (default: <tune.storage_path>/<experiment>-report)")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 

@@ -18,12 +18,11 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 class StarkTrackerModel(PythonModel):
     def load_context(self, context) -> None:
         from stark.platform.model_loading import from_content, read_local_model_file
-        from stark.platform.tracker import StarkTracker, TrackerSettings
+        from stark.platform.tracker import StarkTracker, TrackerSettings, resolve_tracker_settings
 
         path = context.artifacts[CHECKPOINT_ARTIFACT]
         loaded = from_content(read_local_model_file(path), path)
-        settings = TrackerSettings(**{k: v for k, v in (loaded.tracker or {}).items()
-                                      if k in TrackerSettings.__dataclass_fields__})
+        settings = resolve_tracker_settings(TrackerSettings(), loaded.tracker, [])
         self.tracker = StarkTracker(loaded.model, loaded.model_cfg, settings)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

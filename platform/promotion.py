@@ -123,7 +123,7 @@ def evaluate_version(client, tracking_uri: str, name: str, version: str, sequenc
             log(f"  {name}/{version}: reusing evaluation run {found[0].info.run_id} (same data hash {hash_})")
             return {k: float(v) for k, v in stored.items()}
 
-    from stark.jobs.evaluate import resolve_tracker_settings
+    from stark.platform.tracker import resolve_tracker_settings
     from stark.platform.model_loading import load_model
 
     log(f"  {name}/{version}: evaluating on {len(sequences)} sequence(s)")

@@ -8,6 +8,7 @@ template is re-cropped around the new box. Template tokens are computed once per
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,19 @@ class TrackerSettings:
             raise ValueError(f"tracker.score_threshold must be in [0, 1], got {self.score_threshold}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
+
+
+def resolve_tracker_settings(cfg_tracker, stored: dict | None, overrides: list[str]):
+    """Settings stored with the model (tuned) win over the config file; explicit tracker.* overrides on
+    the command line win over both."""
+    settings = dataclasses.asdict(cfg_tracker)
+    explicit = {o.split("=", 1)[0].strip()[len("tracker."):] for o in overrides if o.startswith("tracker.")}
+    for key, value in (stored or {}).items():
+        if key in settings and key not in explicit:
+            settings[key] = value
+    result = TrackerSettings(**settings)
+    result.validate()
+    return result
 
 
 @dataclass

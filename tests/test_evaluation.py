@@ -11,12 +11,11 @@ import torch
 
 from model_fixtures import preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
-from stark.jobs.evaluate import resolve_tracker_settings
 from stark.model.stark import build_stark
 from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
 from stark.platform.results import check_got10k_results, read_got10k_results
 from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.tracker import TrackerSettings
+from stark.platform.tracker import TrackerSettings, resolve_tracker_settings
 from test_official_checkpoint import official_state_dict, write_release_file
 
 
