@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
           f"score_threshold={settings.score_threshold}", flush=True)
 
     tracker = StarkTracker(loaded.model, loaded.model_cfg, settings, device=cfg.evaluate.device,
-                           amp_dtype=AMP_DTYPES[cfg.evaluate.amp])
+                           amp_dtype=AMP_DTYPES[cfg.evaluate.amp], channels_last=cfg.evaluate.channels_last)
     encoder = ClipEncoder(first.shape[1], first.shape[0], fps, EncodeSettings(crf=23, keyframe_interval=60))
     bar = ProgressBar(total)
     start = time.perf_counter()

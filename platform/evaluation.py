@@ -30,6 +30,7 @@ class EvalConfig:
     gpus_per_worker: float = 0.0
     device: str = "cpu"  # "cuda" on GPU workers
     amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = True  # NHWC activations: faster oneDNN convolutions on CPU, tensor cores on GPU
     output: str = "stark-runs/eval"  # local folder for result files, tables and plots
     max_sequences: int | None = None  # evaluate only the first N sequences (quick checks)
     absent_as_failure: bool | None = None  # None = the benchmark's convention
@@ -175,7 +176,7 @@ class TrackingWorker:
         model = build_stark(model_cfg)
         model.load_state_dict(packed_model["state"])
         self.tracker = StarkTracker(model, model_cfg, TrackerSettings(**settings), device=eval_cfg.device,
-                                    amp_dtype=AMP_DTYPES[eval_cfg.amp])
+                                    amp_dtype=AMP_DTYPES[eval_cfg.amp], channels_last=eval_cfg.channels_last)
         self.batch_size = eval_cfg.batch_size
         self.storage_cfg = storage_cfg
 
@@ -235,17 +236,21 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     threads = max(1, int(eval_cfg.cpus_per_worker))
     actors = [actor_cls.remote(model_ref, settings_dict, eval_cfg, storage_cfg, threads)
               for _ in range(eval_cfg.num_workers)]
-    # Chunks of a few batches: big enough to keep a worker's batch full, small enough to balance.
-    chunk = eval_cfg.batch_size * 2
-    chunks = [sequences[i:i + chunk] for i in range(0, len(sequences), chunk)]
-    # Longest first, so the last chunk to finish is a short one.
-    chunks.sort(key=lambda c: -sum(s.num_frames for s in c))
     pool = ActorPool(actors)
+    chunks = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
     for pairs in pool.map_unordered(lambda actor, c: actor.track.remote(c), chunks):
         collect(pairs)
     for actor in actors:
         ray.kill(actor)
     return results
+
+
+def worker_chunks(sequences: list[EvalSequence], batch_size: int, num_workers: int) -> list[list[EvalSequence]]:
+    """Chunks of up to two batches: big enough to keep a worker's batch full, small enough to balance,
+    never so big that a worker is left without one; longest first, so the last to finish is short."""
+    size = max(1, min(batch_size * 2, math.ceil(len(sequences) / max(num_workers, 1))))
+    chunks = [sequences[i:i + size] for i in range(0, len(sequences), size)]
+    return sorted(chunks, key=lambda c: -sum(s.num_frames for s in c))
 
 
 def frames_per_second(results: dict[str, TrackResult], wall_seconds: float) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from stark.model.config import ModelConfig
+from stark.model.inference import inference_copy
 from stark.model.stark import STARK, Tokens
 from stark.platform.crop import clip_box_xywh, crop_around_box
 from stark.platform.image_norm import normalize_crops
@@ -86,10 +87,15 @@ def should_update(frame_index: int, score: float, settings: TrackerSettings) -> 
 
 
 class StarkTracker:
+    """Tracks with an inference copy of `model` (BatchNorm folded, channels-last unless turned off);
+    the model passed in is not changed."""
+
     def __init__(self, model: STARK, model_cfg: ModelConfig, settings: TrackerSettings,
-                 device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None):
+                 device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None,
+                 channels_last: bool = True):
         settings.validate()
-        self.model = model.eval().to(device)
+        self.model = inference_copy(model, channels_last=channels_last).to(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.cfg = model_cfg
         self.settings = settings
         self.device = torch.device(device)
@@ -104,7 +110,7 @@ class StarkTracker:
         """Template crops around each box -> one Tokens (batch 1) per frame, in one backbone pass."""
         crops, masks = zip(*(crop_around_box(f, b, self.cfg.template_factor, self.cfg.template_size)[:2]
                              for f, b in zip(frames, boxes)))
-        images = normalize_crops(np.stack(crops)).to(self.device)
+        images = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         mask = torch.from_numpy(np.stack(masks)).to(self.device)
         with torch.inference_mode(), self._autocast():
             tokens = self.model.forward_backbone(images, mask)
@@ -138,7 +144,7 @@ class StarkTracker:
         """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
         crops, masks, windows = zip(*(crop_around_box(f, s.box, self.cfg.search_factor, self.cfg.search_size)
                                       for s, f in zip(states, frames)))
-        search = normalize_crops(np.stack(crops)).to(self.device)
+        search = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         search_mask = torch.from_numpy(np.stack(masks)).to(self.device)
         templates = [Tokens.stack([s.templates[t] for s in states]) for t in range(self.cfg.num_templates)]
         with torch.inference_mode(), self._autocast():

@@ -12,7 +12,7 @@ import torch
 from model_fixtures import preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
-from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
+from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences, worker_chunks
 from stark.platform.results import check_got10k_results, read_got10k_results
 from stark.platform.synthetic import make_sequences, write_got10k
 from stark.platform.tracker import TrackerSettings, resolve_tracker_settings
@@ -107,3 +107,12 @@ def test_two_ray_workers_give_the_boxes_of_in_process_evaluation(got10k_tree):
     assert sorted(seen) == sorted(s.name for s in sequences)
     for name, result in local.items():
         np.testing.assert_allclose(remote[name].boxes, result.boxes, atol=1e-3)
+
+
+def test_sequences_are_chunked_so_that_every_ray_worker_gets_work(got10k_tree):
+    sequences = load_sequences(str(got10k_tree), split="val") * 6  # 18 sequences
+    chunks = worker_chunks(sequences, batch_size=16, num_workers=2)
+    assert len(chunks) >= 2 and sum(len(c) for c in chunks) == 18
+    assert max(len(c) for c in worker_chunks(sequences, batch_size=2, num_workers=2)) == 4  # two batches
+    frames = [sum(s.num_frames for s in c) for c in worker_chunks(sequences[:5], batch_size=1, num_workers=4)]
+    assert frames == sorted(frames, reverse=True)  # longest first
