@@ -11,6 +11,9 @@ the same crops (`processing.process_sample`); they differ only in where frames c
 - Ray Data stream: `build_training_stream` over the ingested clips (local folder, then a local S3
   endpoint: a moto server process on 127.0.0.1), a pool of `cpus` decode actors.
 A JPEG row reading one object per frame from the same S3 endpoint shows what clips save on requests.
+A last table times getting one frame, single-threaded, the ways the loaders do: PIL decoding a JPEG,
+decord reaching a random frame of a clip (a seek to the keyframe before it, then decoding up to it),
+and decord decoding a clip front to back: the decode cost every stream row starts from.
 samples/s is measured from the first batch to the last (start-up excluded for both), best of
 --repeats runs (the machine may be shared); CPU ms/sample is the user+system time the loader's
 processes spent per sample (steadier than wall time when other work competes for the cores); peak
@@ -192,6 +195,56 @@ def run_stream(manifest: str, cfg, cpus: int, batch_size: int, storage: StorageC
         ray.shutdown()
 
 
+# --- what one frame costs ------------------------------------------------------------------------------
+def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], samples: int = 48) -> dict[str, float]:
+    """Median ms per frame over the frames of the first `samples` samples, one way of reading each."""
+    import decord
+
+    from stark.platform.clips import open_clip, read_frames
+
+    wanted = []
+    for i in range(samples):
+        spec = make_sample_spec(index, i, data_cfg, geometry, STAGE, SEED, EPOCH)
+        wanted += [(c.sequence, c.frame) for c in (*spec.templates, spec.search)]
+
+    def median_ms(read, prepare=lambda seq, frame: None) -> float:
+        times = []
+        for seq, frame in wanted:
+            prepare(seq, frame)
+            start = time.perf_counter()
+            read(seq, frame)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1000)
+
+    readers = {}
+
+    def reader_of(seq, frame):
+        uri, in_clip = index.clip_of(seq, frame)
+        if uri not in readers:
+            readers[uri] = open_clip(uri)
+        return readers[uri], in_clip
+
+    def come_from_elsewhere(seq, frame):  # the reader was last used at another place in the clip
+        reader, in_clip = reader_of(seq, frame)
+        reader.seek(0 if in_clip > len(reader) // 2 else len(reader) - 1)
+
+    def decord_random(seq, frame):
+        reader, in_clip = reader_of(seq, frame)
+        read_frames(reader, [in_clip], int(index.seq_width[seq]), int(index.seq_height[seq]))
+
+    costs = {
+        "PIL, decode one JPEG (the JPEG loader)": median_ms(
+            lambda seq, frame: read_image(f"{folders[index.sequence_names[seq]]}/{frame + 1:08d}.jpg")),
+        "decord, one random frame of an open clip (the stream)": median_ms(decord_random, come_from_elsewhere),
+    }
+    uri, _ = index.clip_of(*wanted[0])
+    reader = decord.VideoReader(uri, num_threads=1)
+    start = time.perf_counter()
+    reader.get_batch(list(range(len(reader)))).asnumpy()
+    costs["decord, a whole clip in order (for comparison)"] = (time.perf_counter() - start) / len(reader) * 1000
+    return costs
+
+
 # --- a local S3 endpoint -----------------------------------------------------------------------------
 def start_s3() -> tuple[subprocess.Popen, str]:
     import socket
@@ -262,6 +315,7 @@ def main() -> int:
         jpeg = JpegSamples(index, cfg.data, crop_geometry(cfg.model), folders)
         s3_folders = {k: v.replace(os.path.join(src, "train"), "s3://bench/jpeg/train") for k, v in folders.items()}
         jpeg_s3 = JpegSamples(index, cfg.data, crop_geometry(cfg.model), s3_folders, s3)
+        access = frame_access_costs(index, cfg.data, crop_geometry(cfg.model), folders)
         rows = []
         for cpus in (1, 2):
             for name, run in (
@@ -283,6 +337,9 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     m = cfg.model
+    print("\none frame, single-threaded (ms per frame, median of the sample frames):")
+    for name, ms in access.items():
+        print(f"  {name:<58}{ms:>7.2f}")
     print(f"\n{args.samples} samples of STARK-{m.variant} (templates {m.num_templates}x{m.template_size}px, search "
           f"{m.search_size}px), stage {STAGE}, from {args.sequences} sequences x {args.frames} frames of "
           f"{width}x{height}; crf {ingest_cfg.crf}, keyframe interval {ingest_cfg.keyframe_interval}, "

@@ -5,6 +5,10 @@
 
 All three modes go through the real evaluation path (`track_sequences`) on the same generated
 GOT-10k tree (JPEG frames read from disk) and the same model; boxes are checked to agree.
+
+A second table times the network alone (the tracker's inference copy, one search forward with cached
+templates) at batch 1 and at the batch size, with 1 and 2 torch threads: how far batching can take
+this model on this CPU, whatever the tracking loop around it does.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import time
 import numpy as np
 import torch
 
+from stark.model.inference import inference_copy
 from stark.model.stark import build_stark
+from stark.model.summary import count_flops
 from stark.platform.config import load_config
 from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
 from stark.platform.synthetic import make_sequences, write_got10k
@@ -63,6 +69,7 @@ def main() -> None:
         finally:
             ray.shutdown()
 
+    network = network_ceiling(cfg.model, packed, args.batch)
     print(f"{args.preset}: {args.sequences} sequences x {args.frames} frames (320x240 JPEG), "
           f"torch {torch.__version__}")
     header = f"{'mode':<36}{'seconds':>9}{'frames/s':>10}{'vs one-at-a-time':>18}{'max box diff px':>17}"
@@ -71,6 +78,45 @@ def main() -> None:
     base = rows[0][2]
     for name, seconds, fps, worst in rows:
         print(f"{name:<36}{seconds:>9.1f}{fps:>10.1f}{fps / base:>17.2f}x{worst:>17.2e}")
+
+    gflop = count_flops(build_stark(cfg.model).eval(), cfg.model).per_frame / 1e9
+    print(f"\nnetwork alone (search forward, cached templates, {gflop:.2f} GFLOP/frame): ms per frame (GFLOP/s)")
+    print(f"{'batch':<8}{'1 thread':>18}{'2 threads':>18}")
+    for batch, (one, two) in network.items():
+        print(f"{batch:<8}{one:>9.2f} ({gflop / one * 1000:>5.0f}){two:>10.2f} ({gflop / two * 1000:>5.0f})")
+    (b1_one, b1_two), (bn_one, bn_two) = network[1], network[args.batch]
+    print(f"ceiling of batched vs one-at-a-time on 2 threads: {b1_two / bn_two:.2f}x "
+          f"(a second thread speeds batch 1 by {b1_one / b1_two:.2f}x, batch {args.batch} by {bn_one / bn_two:.2f}x)")
+
+
+def network_ceiling(model_cfg, packed: dict, batch: int) -> dict[int, tuple[float, float]]:
+    """{batch size: (ms/frame with 1 torch thread, with 2)} for the tracker's inference copy."""
+    model = build_stark(model_cfg)
+    model.load_state_dict(packed["state"])
+    model = inference_copy(model)
+    z, x = model_cfg.template_size, model_cfg.search_size
+    timings = {}
+    for size in sorted({1, batch}):
+        def crops(side):
+            return (torch.rand(size, 3, side, side).contiguous(memory_format=torch.channels_last),
+                    torch.zeros(size, side, side, dtype=torch.bool))
+
+        row = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                templates = [model.forward_backbone(*crops(z))] * model_cfg.num_templates
+                search = crops(x)
+                for _ in range(2):
+                    model.forward_search(templates, *search)
+                runs = max(4, 96 // size)
+                start = time.perf_counter()
+                for _ in range(runs):
+                    model.forward_search(templates, *search)
+                row.append((time.perf_counter() - start) / runs / size * 1000)
+        timings[size] = tuple(row)
+    torch.set_num_threads(2)
+    return timings
 
 
 if __name__ == "__main__":
