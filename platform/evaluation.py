@@ -30,7 +30,7 @@ class EvalConfig:
     gpus_per_worker: float = 0.0
     device: str = "cpu"  # "cuda" on GPU workers
     amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = True  # NHWC activations: faster oneDNN convolutions on CPU, tensor cores on GPU
+    channels_last: bool = True  # NHWC activations: faster oneDNN convolutions on CPU, and on GPU under AMP
     output: str = "stark-runs/eval"  # local folder for result files, tables and plots
     max_sequences: int | None = None  # evaluate only the first N sequences (quick checks)
     absent_as_failure: bool | None = None  # None = the benchmark's convention
