@@ -50,3 +50,31 @@ def use_tracking_uri(cfg) -> str:
     uri = resolve_tracking_uri(cfg.mlflow)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def registry_tracking_uri(cfg) -> str:
+    """The tracking URI a registry command talks to; a server that is down fails it in seconds, not minutes."""
+    import os
+
+    from stark.platform.tracking import resolve_tracking_uri
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    return resolve_tracking_uri(cfg.mlflow)
+
+
+def run_registry_call(call, tracking_uri: str):
+    """(call(), 0), or (None, exit code) after one 'error:' line: 2 for bad input (ValueError),
+    1 for a registry refusal or any MLflow/network failure (nothing half-changed is left by the callers)."""
+    from stark.platform.registry import RegistryError, explain_mlflow_error
+
+    try:
+        return call(), 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 2
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 1
+    except Exception as exc:  # noqa: BLE001 - MLflow/network failures: one clear line
+        print(f"error: {explain_mlflow_error(exc, tracking_uri)}", file=sys.stderr)
+        return None, 1

@@ -1,10 +1,9 @@
 """`stark promote --candidate models:/stark/N --data DATA`: move `champion` only on a real win."""
 from __future__ import annotations
 
-import os
 import sys
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call, use_tracking_uri
 
 
 def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
@@ -19,24 +18,20 @@ def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
     use_tracking_uri(cfg)
     from stark.platform.evaluation import load_sequences
     from stark.platform.promotion import promote
-    from stark.platform.registry import RegistryError
-    from stark.platform.tracking import resolve_tracking_uri
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a down server fails in seconds, not minutes
-    tracking_uri = resolve_tracking_uri(cfg.mlflow)
-    try:
+    tracking_uri = registry_tracking_uri(cfg)
+
+    def compare_and_maybe_promote():
         sequences = [s for s in load_sequences(args.data, cfg.storage, args.split) if s.has_groundtruth]
         if not sequences:
             raise ValueError(f"{args.data}: no sequence with ground truth to compare on")
         benchmark = cfg.evaluate.benchmark or sequences[0].dataset
-        outcome = promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker,
-                          cfg.evaluate, cfg.storage)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker,
+                       cfg.evaluate, cfg.storage)
+
+    outcome, code = run_registry_call(compare_and_maybe_promote, tracking_uri)
+    if code:
+        return code
     d = outcome.decision
     name = cfg.registry.model_name
     print(f"\n{'PROMOTED' if d.promote else 'NOT PROMOTED'}: {d.reason}")

@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call
 
 
 def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | None = None,
@@ -66,22 +66,11 @@ def main(argv: list[str] | None = None, prog: str = "stark register") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    from stark.platform.registry import RegistryError, explain_mlflow_error
-    from stark.platform.tracking import resolve_tracking_uri
-
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # a down server fails in seconds
-    tracking_uri = resolve_tracking_uri(cfg.mlflow)
-    try:
-        version = register(cfg, args.checkpoint, args.eval_data, args.split, args.description)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - MLflow/network failures: one clear line
-        print(f"error: {explain_mlflow_error(exc, tracking_uri)}", file=sys.stderr)
-        return 1
+    tracking_uri = registry_tracking_uri(cfg)
+    version, code = run_registry_call(
+        lambda: register(cfg, args.checkpoint, args.eval_data, args.split, args.description), tracking_uri)
+    if code:
+        return code
     print(f"registered models:/{version.name}/{version.version} (run {version.run_id}) at {tracking_uri}")
     for key in sorted(version.tags):
         if key.startswith(("stark.tracker.", "stark.eval.", "stark.variant", "stark.train_run_id")):

@@ -1,10 +1,9 @@
 """`stark rollback`: move `champion` back to `previous-champion`."""
 from __future__ import annotations
 
-import os
 import sys
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call
 
 
 def main(argv: list[str] | None = None, prog: str = "stark rollback") -> int:
@@ -13,17 +12,10 @@ def main(argv: list[str] | None = None, prog: str = "stark rollback") -> int:
     cfg = config_from_args(args)
 
     from stark.platform.promotion import rollback
-    from stark.platform.registry import RegistryError
-    from stark.platform.tracking import resolve_tracking_uri
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    try:
-        rollback(resolve_tracking_uri(cfg.mlflow), cfg.registry)
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    tracking_uri = registry_tracking_uri(cfg)
+    _, code = run_registry_call(lambda: rollback(tracking_uri, cfg.registry), tracking_uri)
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())
