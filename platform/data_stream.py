@@ -131,14 +131,23 @@ def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataC
     per_block = data_cfg.decode_batch_size * BATCHES_PER_BLOCK
     blocks = [pa.table({"id": np.arange(start, min(start + per_block, n), dtype=np.int64)})
               for start in range(0, n, per_block)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        SampleMaker,
+    return decode_in_actor_pool(ray.data.from_arrow(blocks), SampleMaker, data_cfg, dict(
+        index_ref=[ray.put(index)], data_cfg=data_cfg, geometry=geometry, stage=stage, seed=seed, epoch=epoch,
+        storage=storage_cfg))
+
+
+def decode_in_actor_pool(sample_numbers, maker: type, data_cfg: DataConfig, maker_kwargs: dict):
+    """Sample numbers -> training batches, through a pool of `data.decode_actors` actors of `maker`
+    (one CPU each), in input order: the same sample numbers give the same batches in the same order."""
+    import ray
+
+    ds = sample_numbers.map_batches(
+        maker,
         batch_size=data_cfg.decode_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=data_cfg.decode_actors),
         num_cpus=1,
-        fn_constructor_kwargs=dict(index_ref=[ray.put(index)], data_cfg=data_cfg, geometry=geometry, stage=stage,
-                                   seed=seed, epoch=epoch, storage=storage_cfg),
+        fn_constructor_kwargs=maker_kwargs,
     )
-    ds.context.execution_options.preserve_order = True  # same seed and epoch -> same batches, same order
+    ds.context.execution_options.preserve_order = True
     return ds

@@ -28,7 +28,8 @@ import numpy as np
 
 from stark.model.config import ModelConfig
 from stark.platform.data_config import DataConfig
-from stark.platform.data_stream import BATCHES_PER_BLOCK, FrameDecoder, crop_geometry, make_batch
+from stark.platform.data_stream import (BATCHES_PER_BLOCK, FrameDecoder, crop_geometry, decode_in_actor_pool,
+                                        make_batch)
 from stark.platform.sampling import CropGeometry
 from stark.platform.storage import StorageConfig
 from stark.platform.train_run import latest_position
@@ -98,17 +99,9 @@ def build_stage_stream(index_ref, data_cfg: DataConfig, model_cfg: ModelConfig, 
 
     rows_per_block = data_cfg.decode_batch_size * BATCHES_PER_BLOCK
     source = _epoch_sample_source(start_sample, end_sample, data_cfg.samples_per_epoch, rows_per_block)
-    ds = ray.data.read_datasource(source).map_batches(
-        StageSampleMaker,
-        batch_size=data_cfg.decode_batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=data_cfg.decode_actors),
-        num_cpus=1,
-        fn_constructor_kwargs=dict(index_ref=[index_ref], data_cfg=data_cfg, geometry=crop_geometry(model_cfg),
-                                   stage=stage, seed=seed, storage=(storage_cfg or StorageConfig()).resolved()),
-    )
-    ds.context.execution_options.preserve_order = True  # same position -> same batches, same order
-    return ds
+    return decode_in_actor_pool(ray.data.read_datasource(source), StageSampleMaker, data_cfg, dict(
+        index_ref=[index_ref], data_cfg=data_cfg, geometry=crop_geometry(model_cfg), stage=stage, seed=seed,
+        storage=(storage_cfg or StorageConfig()).resolved()))
 
 
 class StageStream:
