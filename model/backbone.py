@@ -17,7 +17,7 @@ class Backbone(nn.Module):
         self.body = body
         self.num_channels: int = body.num_channels
         self.trainable_stages = tuple(trainable_stages)
-        # conv1/bn1/layer1 never train; every BatchNorm is frozen by construction (buffers only).
+        # only the listed stages train; every BatchNorm is frozen by construction (buffers only).
         for name, param in self.body.named_parameters():
             param.requires_grad_(name.split(".")[0] in self.trainable_stages)
 

@@ -6,21 +6,24 @@ from typing import Literal
 
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONE_STRIDE = 16  # ResNet cut after layer3
+BACKBONE_STAGES = ("conv1", "layer1", "layer2", "layer3")  # conv1: the stem convolution
 
 
 @dataclass
 class BackboneConfig:
     name: str = "resnet50"  # one of BACKBONE_NAMES
     weights: str | None = None  # torchvision-format ImageNet state_dict file; None = random init
-    # Stages whose weights are trained (official STARK: layer2 and layer3; conv1/bn1/layer1 never).
+    # Stages whose weights are trained. Official STARK, from ImageNet weights: layer2 and layer3 (the stem
+    # conv1 and layer1 stay as pretrained). From random weights every stage must train: a frozen random
+    # stem only passes random projections on. BatchNorms stay frozen either way (buffers).
     trainable_stages: list[str] = field(default_factory=lambda: ["layer2", "layer3"])
 
     def validate(self) -> None:
         if self.name not in BACKBONE_NAMES:
             raise ValueError(f"model.backbone.name: {self.name!r} is not one of {BACKBONE_NAMES}")
-        bad = [s for s in self.trainable_stages if s not in ("layer2", "layer3")]
+        bad = [s for s in self.trainable_stages if s not in BACKBONE_STAGES]
         if bad:
-            raise ValueError(f"model.backbone.trainable_stages: {bad} (only layer2/layer3 may train)")
+            raise ValueError(f"model.backbone.trainable_stages: {bad} are not among {list(BACKBONE_STAGES)}")
 
 
 @dataclass
