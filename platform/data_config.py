@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LAYOUT_CHOICES = ("auto", "got10k", "lasot", "trackingnet", "footage")
+NEGATIVE_KINDS = ("absent", "other_sequence", "drift")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -48,6 +49,10 @@ class DataConfig:
     max_gap: int = 200  # frames between template and search (official MAX_SAMPLE_INTERVAL)
     min_sequence_frames: int = 20  # shorter sequences are never sampled (official sampler rule)
     positive_ratio: float = 0.5  # stage 2: share of samples whose search frame contains the target
+    # stage 2 negatives, kind -> weight (see sampling.py): "absent" (official: a frame without the target,
+    # else another sequence's object), "other_sequence" (another sequence's object: a look-alike),
+    # "drift" (the right frame, cropped where the tracker would look after drifting off the target)
+    negative_mix: dict[str, float] = field(default_factory=lambda: {"absent": 1.0})
     search_scale_jitter: float = 0.5  # log-normal sigma of the search box size
     search_center_jitter: float = 4.5  # search centre moves uniformly within +-0.5 * this * sqrt(w*h)
     template_scale_jitter: float = 0.0
@@ -58,6 +63,7 @@ class DataConfig:
     decode_actors: int = 2  # size of the decode/crop actor pool
     decode_batch_size: int = 16  # samples per map_batches call (clips shared inside a batch open once)
     open_clip_cache: int = 4  # opened clips an actor keeps across batches (0 = none)
+    stream_buffer_mb: int = 0  # object store the training stream may fill ahead of the step (0 = Ray's default)
 
     def validate(self) -> None:
         if self.samples_per_epoch < 1:
@@ -71,10 +77,17 @@ class DataConfig:
                 raise ValueError(f"data.{key} must be within [0, 1]")
         if not 0.0 <= self.brightness_jitter < 1.0:
             raise ValueError("data.brightness_jitter must be within [0, 1)")
+        unknown = sorted(set(self.negative_mix) - set(NEGATIVE_KINDS))
+        if unknown:
+            raise ValueError(f"data.negative_mix: {unknown} are not among {list(NEGATIVE_KINDS)}")
+        if any(w < 0 for w in self.negative_mix.values()) or sum(self.negative_mix.values()) <= 0:
+            raise ValueError("data.negative_mix: weights must be >= 0 with at least one > 0")
         for name, ratio in self.dataset_ratios.items():
             if ratio < 0:
                 raise ValueError(f"data.dataset_ratios.{name}: {ratio} must be >= 0")
         if self.dataset_ratios and sum(self.dataset_ratios.values()) <= 0:
             raise ValueError("data.dataset_ratios: at least one ratio must be > 0")
+        if self.stream_buffer_mb < 0:
+            raise ValueError("data.stream_buffer_mb must be >= 0")
         if self.decode_actors < 1 or self.decode_batch_size < 1 or self.open_clip_cache < 0:
             raise ValueError("data.decode_actors and data.decode_batch_size must be >= 1, open_clip_cache >= 0")

@@ -7,9 +7,14 @@ Follows the official STARK `TrackingSampler` (lib/train/data/sampler.py):
 - STARK-ST ('trident'): a visible initial template and a visible search frame anywhere in the sequence,
   and a dynamic template within `max_gap` of the search frame, on the initial template's side;
 - stage 1: the search frame always contains the target (label 1);
-- stage 2: a positive with probability `positive_ratio`, else a negative: a frame of the same sequence
-  where the target is absent, cropped around a fake centre box (W/8 x H/8), or, when the sequence has no
-  such frame, a visible frame of another sequence cropped around that sequence's own object (label 0);
+- stage 2: a positive with probability `positive_ratio`, else a negative (label 0) of a kind drawn by
+  `data.negative_mix`: "absent" (official): a frame of the same sequence where the target is absent,
+  cropped around a fake centre box (W/8 x H/8), or, when the sequence has no such frame, a visible
+  frame of another sequence cropped around that sequence's own object; "other_sequence": that second
+  case always (another object where the template's should be: a look-alike); "drift": the search frame
+  itself, cropped around a box displaced so far that the target lies wholly outside the crop (what the
+  tracker sees after drifting onto background or a distractor). Not in the official sampler, whose
+  negatives a score head can tell apart by their padding alone;
 - search crops are centred on a jittered box: size x exp(N(0, 0.5)) per side, centre moved uniformly
   within +-0.5 * 4.5 * sqrt(w*h); templates are not jittered (official settings);
 - a sample whose crop would be all padding (at backbone-stride resolution) is drawn again, as the
@@ -141,13 +146,22 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
 
     label = 1.0
     search_seq, search_box = seq, index.box(seq, search_frame)
+    drift_box = None
     if stage == 2 and rng.random() >= cfg.positive_ratio:
         label = 0.0
-        absent = sample_visible(visible, rng, want_visible=False)
+        kinds = [k for k, w in cfg.negative_mix.items() if w > 0]
+        weights = np.array([cfg.negative_mix[k] for k in kinds], dtype=np.float64)
+        # one kind draws nothing: the official sampler's random stream stays as it was
+        kind = kinds[0] if len(kinds) == 1 else kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        absent = sample_visible(visible, rng, want_visible=False) if kind == "absent" else None
+        if kind == "drift":
+            drift_box = drifted_box(search_box, geometry.search_factor, geometry.search_size, cfg.search_scale_jitter,
+                                    int(index.seq_width[seq]), int(index.seq_height[seq]), rng)
+            kind = "drift" if drift_box is not None else "other_sequence"
         if absent is not None:
             search_frame = absent
             search_box = center_box(int(index.seq_width[seq]), int(index.seq_height[seq]))
-        else:
+        elif kind != "drift":
             search_seq, search_frame = _other_sequence_frame(index, seq, rng)
             search_box = index.box(search_seq, search_frame)
 
@@ -160,12 +174,35 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
                              int(index.seq_width[seq]), int(index.seq_height[seq])):
             return None
         templates.append(CropSpec(seq, frame, crop_box, box, *_crop_draws(cfg, rng)))
-    crop_box = jitter_box_xywh(search_box, cfg.search_scale_jitter, cfg.search_center_jitter, rng)
+    if drift_box is not None:
+        crop_box = drift_box
+    else:
+        crop_box = jitter_box_xywh(search_box, cfg.search_scale_jitter, cfg.search_center_jitter, rng)
     if not crop_is_valid(crop_box, geometry.search_factor, geometry.search_size,
                          int(index.seq_width[search_seq]), int(index.seq_height[search_seq])):
         return None
     search = CropSpec(search_seq, search_frame, crop_box, search_box, *_crop_draws(cfg, rng))
     return SampleSpec(sample_index, label, templates, search, grayscale)
+
+
+def drifted_box(target_xywh: np.ndarray, factor: float, out_size: int, scale_sigma: float, width: int,
+                height: int, rng: np.random.Generator, tries: int = 8) -> np.ndarray | None:
+    """A box to crop around whose crop (side factor * sqrt(w*h)) holds none of the target and some of the
+    frame: the target's size jittered as a search box is, moved 1.05-1.6x the distance at which the
+    target leaves the crop along a random direction. None when no direction of `tries` fits the frame."""
+    x, y, w, h = (float(v) for v in target_xywh)
+    for _ in range(tries):
+        size = np.array([w, h]) * np.exp(rng.standard_normal(2) * scale_sigma)
+        side = math.sqrt(size[0] * size[1]) * factor
+        angle = rng.uniform(0, 2 * math.pi)
+        direction = np.array([math.cos(angle), math.sin(angle)])
+        # along its dominant axis the crop's edge must clear the target's far edge
+        clear = side / 2 + max(w, h) / 2 + 1
+        centre = np.array([x + w / 2, y + h / 2]) + direction * clear * rng.uniform(1.05, 1.6) / np.abs(direction).max()
+        box = np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
+        if crop_is_valid(box, factor, out_size, width, height):
+            return box
+    return None
 
 
 def _crop_draws(cfg: DataConfig, rng: np.random.Generator) -> tuple[bool, float]:

@@ -28,6 +28,10 @@ class TrainConfig:
     # MLflow model URI). None: stage 1 starts from model.backbone.weights, stage 2 from this run's
     # <storage_path>/<name>/stage1/final.pt.
     init_from: str | None = None
+    # Stage 2's label for a sample. "presence" (official): 1 when the search crop holds the target.
+    # "box_iou": 1 when it does AND the (frozen) stage-1 box has IoU > 0.5 with it, so the score says
+    # whether the box is right, which is what a template update and "target absent" need to know.
+    score_label: Literal["presence", "box_iou"] = "presence"
     lr: float = 1e-4  # AdamW, every trained parameter outside the backbone
     backbone_lr_multiplier: float = 0.1  # backbone.body.* trains at lr * this (official: 1e-5)
     weight_decay: float = 1e-4
@@ -61,6 +65,8 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 1")
         if self.max_failures < -1:
             raise ValueError("train.max_failures must be >= 0 (or -1 for unlimited)")
+        if self.score_label not in ("presence", "box_iou"):
+            raise ValueError(f"train.score_label: {self.score_label!r} is not presence or box_iou")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"train.amp: {self.amp!r} is not one of none, bf16, fp16")
         if not self.storage_path:

@@ -88,7 +88,7 @@ def train_loop_per_worker(config: dict) -> None:
     loss_fn = build_loss(stage).to(device)
     last_saved = state.step
     for batch in loop.timed(batches):
-        terms = train_step(model, loss_fn, stage, batch, optimizer, scaler, t.amp, t.grad_clip)
+        terms = train_step(model, loss_fn, stage, batch, optimizer, scaler, t.amp, t.grad_clip, t.score_label)
         state.step += 1
         state.sampler.samples_seen += t.batch_size * world
         advance_schedule(scheduler, state.sampler.epoch)

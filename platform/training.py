@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stark.model.box_ops import box_cxcywh_to_xyxy, box_iou_xyxy
 from stark.model.stark import STARK
 from stark.platform.checkpoint import make_checkpoint
 from stark.platform.train_config import StageConfig, TrainConfig
@@ -60,16 +61,28 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> tuple[list, list, torch.Tens
     return templates, template_masks, batch["search"], batch["search_mask"]
 
 
-def stage_loss(loss_fn: nn.Module, stage: int, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-               ) -> dict[str, torch.Tensor]:
+def score_labels(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], score_label: str = "presence"
+                 ) -> torch.Tensor:
+    """Stage 2 targets [B]: the sample's label ("presence"), or that label and IoU(box, target) > 0.5
+    ("box_iou"; the box comes from the frozen stage-1 network, so the label is fixed per sample)."""
+    labels = batch["label"].float()
+    if score_label == "box_iou":
+        iou = box_iou_xyxy(box_cxcywh_to_xyxy(out["pred_boxes"].detach().float()),
+                           box_cxcywh_to_xyxy(batch["search_box"].float()))
+        labels = labels * (iou > 0.5).float()
+    return labels
+
+
+def stage_loss(loss_fn: nn.Module, stage: int, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+               score_label: str = "presence") -> dict[str, torch.Tensor]:
     if stage == 1:
         return loss_fn(out["pred_boxes"].float(), batch["search_box"].float())
-    return loss_fn(out["pred_logits"].float(), batch["label"].float())
+    return loss_fn(out["pred_logits"].float(), score_labels(out, batch, score_label))
 
 
 def train_step(model: nn.Module, loss_fn: nn.Module, stage: int, batch: dict[str, torch.Tensor],
                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp: str = "none",
-               grad_clip: float = 0.0) -> dict[str, torch.Tensor]:
+               grad_clip: float = 0.0, score_label: str = "presence") -> dict[str, torch.Tensor]:
     """Forward under autocast, loss in fp32, backward (scaled for fp16), clip, optimiser step.
 
     `batch` is on the model's device. Returns the loss terms (detached tensors, so that the caller
@@ -78,7 +91,7 @@ def train_step(model: nn.Module, loss_fn: nn.Module, stage: int, batch: dict[str
     dtype = AMP_DTYPES[amp]
     with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
         out = model(*model_inputs(batch))
-    terms = stage_loss(loss_fn, stage, out, batch)
+    terms = stage_loss(loss_fn, stage, out, batch, score_label)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(terms["loss"]).backward()
     result = {k: v.detach() for k, v in terms.items()}

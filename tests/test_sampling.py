@@ -110,3 +110,35 @@ def test_frames_map_to_the_clip_that_holds_them(index):
     assert index.clip_of(seq, 49) == ("mem://a/0", 49)
     assert index.clip_of(seq, 50) == ("mem://a/1", 0)
     assert index.clip_of(seq, 299) == ("mem://a/5", 49)
+
+
+def negatives_of(index, kinds: dict[str, float], n: int = 600):
+    return [s for s in specs(index, n, stage=2, cfg=DataConfig(negative_mix=kinds)) if s.label == 0.0]
+
+
+def test_drift_negatives_crop_the_right_frame_with_the_target_wholly_outside_the_crop(index):
+    from stark.platform.crop import crop_window
+
+    drifted = negatives_of(index, {"drift": 1.0})
+    assert len(drifted) > 200
+    for spec in drifted:
+        assert spec.search.sequence == spec.templates[0].sequence
+        assert index.sequence_visible(spec.search.sequence)[spec.search.frame]
+        target = spec.search.target_box_xywh
+        np.testing.assert_array_equal(target, index.box(spec.search.sequence, spec.search.frame))
+        window = crop_window(spec.search.crop_box_xywh, ST.search_factor, ST.search_size)
+        x, y, w, h = target
+        outside = (x >= window.x0 + window.side or x + w <= window.x0
+                   or y >= window.y0 + window.side or y + h <= window.y0)
+        assert outside, (target, window)
+
+
+def test_the_negative_mix_sets_the_share_of_each_kind(index):
+    negatives = negatives_of(index, {"other_sequence": 1.0, "drift": 1.0}, n=1200)
+    other = np.mean([s.search.sequence != s.templates[0].sequence for s in negatives])
+    assert 0.4 < other < 0.6  # drift crops stay in the template's sequence
+
+
+def test_an_unknown_negative_kind_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="data.negative_mix"):
+        DataConfig(negative_mix={"blurry": 1.0}).validate()

@@ -167,3 +167,15 @@ def test_final_checkpoint_is_a_platform_checkpoint_that_load_model_reads():
     loaded = from_content(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True), "final.pt")
     assert loaded.kind == "platform" and loaded.checkpoint["step"] == 5 and "optimizer" not in loaded.checkpoint
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))
+
+
+def test_box_iou_score_labels_keep_only_positives_whose_box_is_right():
+    from stark.platform.training import score_labels
+
+    batch = {"label": torch.tensor([1.0, 1.0, 0.0]),
+             "search_box": torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 3)}  # cxcywh
+    out = {"pred_boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2],  # right box
+                                       [0.8, 0.8, 0.2, 0.2],  # wrong box
+                                       [0.5, 0.5, 0.2, 0.2]])}  # right place, but a negative sample
+    assert score_labels(out, batch, "presence").tolist() == [1.0, 1.0, 0.0]
+    assert score_labels(out, batch, "box_iou").tolist() == [1.0, 0.0, 0.0]
