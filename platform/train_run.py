@@ -117,7 +117,21 @@ def fit_stage(cfg, stage: int, paths: RunPaths, dataset, worker_config: dict[str
                              failure_config=FailureConfig(max_failures=t.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
         datasets={"train": dataset},
+        dataset_config=stream_config(cfg.data.stream_buffer_mb),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),  # DDP's process group
     )
     return trainer.fit()
+
+
+def stream_config(buffer_mb: int):
+    """Ray Train's ingest options, with the stream's object-store buffer capped at `buffer_mb` (0: Ray's
+    default). Uncapped, decode actors run thousands of samples ahead of a slow (CPU) training step and
+    take the cores it needs; capped, they decode about as fast as training consumes."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True  # the stream's batches come in sample order (reproducible, resumable)
+    if buffer_mb > 0:
+        options.resource_limits = options.resource_limits.copy(object_store_memory=buffer_mb * 1024 * 1024)
+    return DataConfig(execution_options=options)
 
