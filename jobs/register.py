@@ -24,8 +24,9 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
 
     mlflow.set_tracking_uri(tracking_uri)  # MLflow model URIs given as --checkpoint resolve there
     loaded = load_model(checkpoint, cfg.model, cfg.storage)
+    # an official file becomes a platform checkpoint here; it keeps what it stands for (crop_rule official)
     content = loaded.checkpoint or make_checkpoint(loaded.model, {"model": dataclasses.asdict(loaded.model_cfg)},
-                                                   tracker=None, source=checkpoint)
+                                                   tracker=loaded.tracker, source=checkpoint)
     scores, benchmark, hash_ = None, None, None
     if eval_data:
         from stark.platform.tracker import resolve_tracker_settings

@@ -18,13 +18,16 @@ from stark.platform.config import from_dict
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 CHECKPOINT_FILE = "checkpoint.pt"  # name of the platform checkpoint inside an MLflow model's artifacts
+# What an official release file stores, in effect: it was trained and published with the official
+# crops and map-back, so tracking with it uses them unless `tracker.crop_rule=...` is given.
+OFFICIAL_TRACKER_SETTINGS = {"crop_rule": "official"}
 
 
 @dataclass
 class LoadedModel:
     model: STARK
     model_cfg: ModelConfig
-    tracker: dict | None  # tracker settings stored with the model (tuned), if any
+    tracker: dict | None  # tracker settings stored with the model (tuned; official files: crop_rule), if any
     source: str  # what the user gave
     kind: str  # "platform", "official" or "mlflow"
     checkpoint: dict | None = None  # the platform checkpoint content, when there is one
@@ -69,7 +72,7 @@ def from_content(content: dict, source: str, base_cfg: ModelConfig | None = None
         model_cfg = infer_official_config(content["net"], base_cfg or ModelConfig())
         model = build_stark(model_cfg)
         model.load_state_dict(official_state_dict_to_ours(content["net"], model, source))
-        return LoadedModel(model.eval(), model_cfg, None, source, kind or "official")
+        return LoadedModel(model.eval(), model_cfg, dict(OFFICIAL_TRACKER_SETTINGS), source, kind or "official")
     keys = list(content)[:8] if isinstance(content, dict) else type(content).__name__
     raise ValueError(f"{source}: neither a stark-platform checkpoint nor an official STARK file ({keys})")
 

@@ -5,6 +5,8 @@ run the network with the cached template tokens, map the normalised box back to 
 it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST: on every
 `update_interval`-th frame, if the score head's sigmoid exceeds `score_threshold`, the dynamic
 template is re-cropped around the new box. Template tokens are computed once per template.
+How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
+official tracker's rule, selected by loading an official release file.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -20,7 +22,7 @@ import torch
 from stark.model.config import ModelConfig
 from stark.model.inference import inference_copy
 from stark.model.stark import STARK, Tokens
-from stark.platform.crop import clip_box_xywh, crop_around_box
+from stark.platform.crop import CROP_RULES, clip_box_xywh
 from stark.platform.image_norm import normalize_crops
 
 
@@ -29,6 +31,9 @@ class TrackerSettings:
     update_interval: int = 200  # frames between dynamic-template updates (official: 200 LaSOT/GOT-10k, 25 TrackingNet)
     score_threshold: float = 0.5  # update only when sigmoid(score) exceeds this
     box_margin: float = 10.0  # a clipped box keeps at least this many pixels inside the frame
+    # platform: crops as training cuts them; official: the official tracker's crop and map-back
+    # (platform/crop.py), which loading an official release file selects unless overridden
+    crop_rule: Literal["platform", "official"] = "platform"
 
     def validate(self) -> None:
         if self.update_interval < 1:
@@ -37,6 +42,8 @@ class TrackerSettings:
             raise ValueError(f"tracker.score_threshold must be in [0, 1], got {self.score_threshold}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
+        if self.crop_rule not in CROP_RULES:
+            raise ValueError(f"tracker.crop_rule must be one of {sorted(CROP_RULES)}, got {self.crop_rule!r}")
 
 
 def resolve_tracker_settings(cfg_tracker, stored: dict | None, overrides: list[str]):
@@ -108,7 +115,8 @@ class StarkTracker:
 
     def _embed(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[Tokens]:
         """Template crops around each box -> one Tokens (batch 1) per frame, in one backbone pass."""
-        crops, masks = zip(*(crop_around_box(f, b, self.cfg.template_factor, self.cfg.template_size)[:2]
+        crop = CROP_RULES[self.settings.crop_rule]
+        crops, masks = zip(*(crop(f, b, self.cfg.template_factor, self.cfg.template_size)[:2]
                              for f, b in zip(frames, boxes)))
         images = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         mask = torch.from_numpy(np.stack(masks)).to(self.device)
@@ -142,7 +150,8 @@ class StarkTracker:
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
         """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
-        crops, masks, windows = zip(*(crop_around_box(f, s.box, self.cfg.search_factor, self.cfg.search_size)
+        crop = CROP_RULES[self.settings.crop_rule]  # looked up per call: tuning swaps settings on a tracker
+        crops, masks, windows = zip(*(crop(f, s.box, self.cfg.search_factor, self.cfg.search_size)
                                       for s, f in zip(states, frames)))
         search = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         search_mask = torch.from_numpy(np.stack(masks)).to(self.device)
@@ -158,7 +167,7 @@ class StarkTracker:
         due = []
         for i, (state, frame, window) in enumerate(zip(states, frames, windows)):
             cx, cy, w, h = boxes[i]
-            in_frame = window.box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))
+            in_frame = window.box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))  # via the rule's origin
             state.box = clip_box_xywh(in_frame, frame.shape[0], frame.shape[1], self.settings.box_margin)
             state.frame_index += 1
             if self.cfg.num_templates > 1 and should_update(state.frame_index, float(scores[i]), self.settings):
