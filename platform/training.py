@@ -174,7 +174,11 @@ def restore_training(content: dict[str, Any], model: nn.Module, optimizer: torch
                      scaler: torch.amp.GradScaler, samples_per_epoch: int) -> TrainingState:
     unwrap(model).load_state_dict(content["model"])
     optimizer.load_state_dict(content["optimizer"])
+    # the schedule comes from the config the stage resumes under, the position from the checkpoint: a
+    # checkpoint's own step_size/gamma would silently keep an lr_drop_epoch the config has changed
+    configured = {key: getattr(scheduler, key) for key in ("step_size", "gamma")}
     scheduler.load_state_dict(content["scheduler"])
+    scheduler.__dict__.update(configured)
     scaler.load_state_dict(content["scaler"])
     return TrainingState(int(content["stage"]), int(content["step"]),
                          SamplerState.from_dict(content["sampler"], samples_per_epoch))

@@ -179,3 +179,20 @@ def test_box_iou_score_labels_keep_only_positives_whose_box_is_right():
                                        [0.5, 0.5, 0.2, 0.2]])}  # right place, but a negative sample
     assert score_labels(out, batch, "presence").tolist() == [1.0, 1.0, 0.0]
     assert score_labels(out, batch, "box_iou").tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_resumed_stage_follows_the_lr_drop_of_the_config_it_resumes_under():
+    cfg, model = tiny(["train.stage1.lr_drop_epoch=8"])
+    model.train_stage(1)
+    optimizer = build_optimizer(model, 1, cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train.stage1, cfg.train)
+    scaler = make_grad_scaler("none", CPU)
+    content = training_checkpoint(model, to_dict(cfg), TrainingState(1, 2, SamplerState(64, 128)), optimizer,
+                                  scheduler, scaler)
+    shorter, _ = tiny(["train.stage1.lr_drop_epoch=3"])
+    optimizer2 = build_optimizer(model, 1, shorter.train)
+    scheduler2 = build_scheduler(optimizer2, shorter.train.stage1, shorter.train)
+    state = restore_training(content, model, optimizer2, scheduler2, scaler, samples_per_epoch=64)
+    advance_schedule(scheduler2, 3)
+    assert state.sampler.epoch == 2 and scheduler2.step_size == 3
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(shorter.train.lr * shorter.train.lr_drop_factor)
