@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print("  " + "  ".join(f"{k}={v:.4f}" for k, v in report.scores.items()))
     else:
         print("  no ground truth beyond the first frame: result files only (submit them to the server)")
+    if report.score_auc is not None:
+        print(f"  score_auc={report.score_auc:.4f} (ROC AUC of sigmoid(score) for IoU > 0.5 over scored frames)"
+              if report.score_auc == report.score_auc else
+              "  score_auc=n/a (every scored frame is on the same side of IoU 0.5)")
     for role, path in report.files.items():
         print(f"  {role:<22} {path}")
     if run_id:

@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
         return 1
 
     report = write_tune_report(grid, out_dir, metric=metric, loaded=loaded, cfg=cfg, model_spec=args.model,
-                               data=args.data, benchmark=benchmark, log_to_mlflow=not args.no_mlflow)
+                               data=args.data, benchmark=benchmark, log_to_mlflow=not args.no_mlflow,
+                               sequences=sequences, split=args.split, bases=bases)
     best = report.best
     print(f"\nbest: update_interval={best.update_interval} score_threshold={best.score_threshold:.3f} "
           f"{metric}={best.score:.4f}  ({len(report.rows)} trials, "
           f"{sum(r.frames_tracked for r in report.rows)} frames tracked in trials, {wall:.0f}s)")
+    print(f"  {'WARNING: ' if report.summary.flat else ''}{report.summary.note}")
     for role, path in report.files.items():
         print(f"  {role:<12} {path}")
     if report.run_id:

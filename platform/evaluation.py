@@ -7,6 +7,7 @@ step; with `num_workers == 0` everything runs in this process.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal
@@ -71,6 +72,17 @@ class EvalSequence:
     @property
     def init_box(self) -> np.ndarray:
         return self.boxes_xywh[0]
+
+
+def sequence_fingerprint(seq: EvalSequence) -> str:
+    """Identity of a sequence's content wherever its frames are stored (benchmark tree or ingested
+    clips): its name, ground truth (to 0.1 px) and visibility. Tuning records these so that promotion
+    can tell whether it is judging on the sequences the settings were tuned on."""
+    boxes = np.round(np.nan_to_num(np.asarray(seq.boxes_xywh, dtype=np.float64), nan=-1.0), 1) + 0.0  # no -0.0
+    digest = hashlib.sha256(seq.name.encode())
+    digest.update(np.ascontiguousarray(boxes).tobytes())
+    digest.update(np.ascontiguousarray(seq.visible, dtype=bool).tobytes())
+    return digest.hexdigest()[:12]
 
 
 def read_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None, start: int = 0

@@ -316,3 +316,31 @@ def _scores(protocol: str, mean_iou: float, success: np.ndarray, precision: np.n
     if fps is not None:
         scores["fps"] = float(fps)
     return scores
+
+
+# --- how well a confidence separates good frames from bad -------------------------------------------
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve of `scores` [N] for binary `labels` [N]: the probability that a random
+    positive scores above a random negative, ties counted half (the Mann-Whitney U statistic over
+    n_pos * n_neg, from average ranks). NaN when only one class is present (the area is undefined).
+    Scores must be finite: drop frames without a score before calling."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=bool).reshape(-1)
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same length; got {s.shape} and {y.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("roc_auc needs finite scores; drop the frames that have none first")
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    sorted_scores = s[order]
+    # average rank (1-based) of each run of equal scores: a tie shares the ranks it spans
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # [G]
+    ends = np.r_[starts[1:], len(s)]  # [G], exclusive
+    run_ranks = 0.5 * (starts + 1 + ends)  # mean of ranks starts+1 .. ends
+    ranks = np.empty(len(s))
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))

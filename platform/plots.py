@@ -87,9 +87,11 @@ def _sortable(value: float) -> float:
     return value if value == value else float("-inf")  # NaN last
 
 
-def plot_tuning_map(update_intervals, score_thresholds, values, path: Path, *, metric: str) -> Path:
+def plot_tuning_map(update_intervals, score_thresholds, values, path: Path, *, metric: str,
+                    note: str | None = None) -> Path:
     """The tuned metric over update_interval x score_threshold: a heatmap when the trials form a grid,
-    a scatter coloured by the metric otherwise. Inputs are per-trial sequences of equal length."""
+    a scatter coloured by the metric otherwise. Inputs are per-trial sequences of equal length;
+    `note` is a second title line (e.g. how many trials completed)."""
     intervals = [int(v) for v in update_intervals]
     thresholds = [float(v) for v in score_thresholds]
     values = [float(v) for v in values]
@@ -113,7 +115,9 @@ def plot_tuning_map(update_intervals, score_thresholds, values, path: Path, *, m
     else:
         image = ax.scatter(intervals, thresholds, c=values, cmap="viridis", s=60)
     fig.colorbar(image, ax=ax, label=metric)
-    ax.set(xlabel="update_interval (frames)", ylabel="score_threshold", title=f"{metric} over the tracker settings")
+    title = f"{metric} over the tracker settings" + (f"\n{note}" if note else "")
+    ax.set(xlabel="update_interval (frames)", ylabel="score_threshold", title=title)
+    ax.title.set_fontsize(9 if note else 12)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

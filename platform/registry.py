@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stark.platform import storage
+from stark.platform.tracking import embedded_artifact_location
 
 MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
 REGISTRY_EXPERIMENT = "stark-registry"
@@ -36,10 +37,12 @@ class RegistryConfig:
     champion_alias: str = "champion"
     previous_alias: str = "previous-champion"
     metric: str = "auto"  # auto: AO on GOT-10k data, success AUC otherwise
-    margin: float = 0.01  # the candidate's mean per-sequence metric must beat the champion's by this much
-    confidence: float = 0.95  # ... and a paired bootstrap must put P(mean difference > 0) at least here
+    # A candidate must beat the static box (the first frame's box on every frame) and, when there is one, the
+    # champion: each by this much in mean per-sequence metric ...
+    margin: float = 0.01
+    confidence: float = 0.95  # ... with a paired bootstrap putting P(mean difference > 0) at least here
     bootstrap_samples: int = 10000
-    min_first_metric: float = 0.0  # a first model (no champion yet) is promoted when it reaches this
+    min_first_metric: float = 0.0  # optional absolute floor a first model must also reach (0 = only the static box)
     lock_timeout_s: float = 900.0  # a promotion lock older than this is taken as abandoned
     lock_wait_s: float = 1800.0  # how long a promotion waits for another one to finish
     seed: int = 0
@@ -169,6 +172,8 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         # the artifact keeps its file name inside the model: a fixed one that loaders look for
         local = os.path.join(staging, "checkpoint.pt")
         shutil.copyfile(checkpoint_path, local)
+        if mlflow.get_experiment_by_name(REGISTRY_EXPERIMENT) is None:  # embedded store: artifacts beside it
+            mlflow.create_experiment(REGISTRY_EXPERIMENT, artifact_location=embedded_artifact_location(tracking_uri))
         mlflow.set_experiment(REGISTRY_EXPERIMENT)
         with mlflow.start_run(run_name=f"register-{name}"):
             mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})

@@ -1,5 +1,6 @@
-"""What `stark tune` leaves behind: the trial table, the heatmap, the best settings, the model with
-its tuned settings stored in it, and an MLflow run holding all of them."""
+"""What `stark tune` leaves behind: the trial table, the heatmap, the best settings, a summary that says
+how much of the search ran and whether the objective moved at all, the model with its tuned settings
+(and the sequences they were tuned on) stored in it, and an MLflow run holding all of them."""
 from __future__ import annotations
 
 import csv
@@ -15,14 +16,17 @@ from stark.model.stark import Tokens
 from stark.platform.checkpoint import make_checkpoint, to_bytes
 from stark.platform.plots import plot_tuning_map
 from stark.platform.results import atomic_write_bytes
+from stark.platform.evaluation import EvalSequence
 from stark.platform.tracker import TrackResult
-from stark.platform.tuning import TrialRow, best_setting, trial_table
+from stark.platform.tuning import (SearchSummary, TrialRow, best_setting, metric_value, summarize_search, trial_table,
+                                   tuning_record)
 
 
 @dataclass
 class TuneReport:
     rows: list[TrialRow]
     best: TrialRow
+    summary: SearchSummary | None = None
     files: dict[str, Path] = field(default_factory=dict)
     run_id: str | None = None
 
@@ -47,31 +51,53 @@ def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
 
 
 def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, model_spec: str, data: str,
-                      benchmark: str, log_to_mlflow: bool = True) -> TuneReport:
+                      benchmark: str, log_to_mlflow: bool = True, sequences: list[EvalSequence] | None = None,
+                      split: str | None = None, bases: dict[str, TrackResult] | None = None) -> TuneReport:
+    """sequences: those the search ran on; recorded in the tuned model so that promotion can tell
+    whether it judges on them. bases: the no-update runs, when computed; they give the no-update
+    metric and whether any setting ever updates, for the flat-objective check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = trial_table(result_grid)
     best = best_setting(rows)
+    no_update = metric_value(metric, benchmark, bases, sequences) if bases and sequences else None
+    summary = summarize_search(rows, no_update, bases)
     files: dict[str, Path] = {}
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in dataclasses.fields(TrialRow)])
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in dataclasses.fields(TrialRow)] + ["stopped_early"])
     writer.writeheader()
     for row in sorted(rows, key=lambda r: (r.update_interval, r.score_threshold)):
-        writer.writerow(dataclasses.asdict(row))
+        writer.writerow({**dataclasses.asdict(row), "stopped_early": not row.complete})
     files["trials"] = atomic_write_bytes(out_dir / "trials.csv", buffer.getvalue().encode())
     complete = [r for r in rows if r.complete]
-    files["heatmap"] = plot_tuning_map([r.update_interval for r in complete], [r.score_threshold for r in complete],
-                                       [r.score for r in complete], out_dir / "heatmap.png", metric=metric)
+    files["heatmap"] = plot_tuning_map(
+        [r.update_interval for r in complete], [r.score_threshold for r in complete], [r.score for r in complete],
+        out_dir / "heatmap.png", metric=metric,
+        note=(f"{summary.completed} of {summary.trials} trials completed"
+              + (f"; {summary.stopped_early} stopped early by ASHA are not shown" if summary.stopped_early else "")
+              + ("; FLAT: nothing to tune" if summary.flat else "")))
     settings = {"update_interval": best.update_interval, "score_threshold": best.score_threshold,
                 "box_margin": cfg.tracker.box_margin}
+    search = {"trials": summary.trials, "completed": summary.completed, "stopped_early": summary.stopped_early,
+              "flat": summary.flat, "min": summary.low, "max": summary.high, "no_update": summary.no_update,
+              "settings_that_update": summary.settings_that_update, "note": summary.note}
     best_info = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
-                 "model": model_spec, "settings": settings}
+                 "model": model_spec, "settings": settings, "search": search}
     files["best"] = atomic_write_bytes(out_dir / "best.json", json.dumps(best_info, indent=2).encode())
+    text = [f"best: update_interval={best.update_interval} score_threshold={best.score_threshold:g} "
+            f"{metric}={best.score:.4f}",
+            f"trials: {summary.completed} of {summary.trials} completed, {summary.stopped_early} stopped early by ASHA",
+            f"{metric} over completed trials: {summary.low:.4f} .. {summary.high:.4f}"
+            + (f"; no updates at all: {summary.no_update:.4f}" if summary.no_update is not None else ""),
+            summary.note]
+    files["summary"] = atomic_write_bytes(out_dir / "summary.txt", ("\n".join(text) + "\n").encode())
     # The model with its tuned settings: evaluate, track and register use them by default.
+    tuned = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data, "split": split,
+             "source_model": model_spec, "flat": summary.flat}
+    if sequences:
+        tuned.update(tuning_record(sequences))
     base_config = (loaded.checkpoint or {}).get("config") or {"model": dataclasses.asdict(loaded.model_cfg)}
-    checkpoint = make_checkpoint(loaded.model, base_config, tracker=settings,
-                                 tuned={"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
-                                        "source_model": model_spec})
+    checkpoint = make_checkpoint(loaded.model, base_config, tracker=settings, tuned=tuned)
     files["model"] = atomic_write_bytes(out_dir / "model_tuned.pt", to_bytes(checkpoint))
 
     run_id = None
@@ -83,13 +109,18 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, m
             run_id = run.info.run_id
             mlflow.log_params({"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
                                **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
-            mlflow.log_metrics({f"best_{metric}": best.score, "trials": len(rows),
-                                "frames_tracked": sum(r.frames_tracked for r in rows),
-                                "best_update_interval": best.update_interval,
-                                "best_score_threshold": best.score_threshold})
+            metrics = {f"best_{metric}": best.score, "trials": len(rows), "trials_completed": summary.completed,
+                       "trials_stopped_early": summary.stopped_early, "objective_spread": summary.spread,
+                       "frames_tracked": sum(r.frames_tracked for r in rows),
+                       "best_update_interval": best.update_interval,
+                       "best_score_threshold": best.score_threshold}
+            if summary.no_update is not None:
+                metrics[f"no_update_{metric}"] = summary.no_update
+            mlflow.log_metrics(metrics)
             mlflow.set_tags({"stark.tuned.update_interval": str(best.update_interval),
-                             "stark.tuned.score_threshold": str(best.score_threshold)})
+                             "stark.tuned.score_threshold": str(best.score_threshold),
+                             "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note})
             mlflow.log_dict(best_info, "best.json")
-            for role in ("trials", "heatmap", "model"):
+            for role in ("trials", "heatmap", "summary", "model"):
                 mlflow.log_artifact(str(files[role]))
-    return TuneReport(rows, best, files, run_id)
+    return TuneReport(rows, best, summary, files, run_id)

@@ -13,6 +13,7 @@ The base run, the sequences and the model go to the object store once (`tune.wit
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,10 +21,13 @@ from typing import Literal
 import numpy as np
 
 from stark.platform import storage
-from stark.platform.evaluation import EvalConfig, EvalSequence, TrackingWorker, read_frames, track_sequences
+from stark.platform.evaluation import (EvalConfig, EvalSequence, TrackingWorker, read_frames, sequence_fingerprint,
+                                       track_sequences)
 from stark.platform.tracker import ResumePoint, TrackerSettings, TrackResult, track_many
 
 NO_UPDATES = TrackerSettings(update_interval=10**9, score_threshold=1.0)
+FLAT_TOLERANCE = 1e-4  # a search whose completed trials all lie within this of each other found nothing to tune
+FINGERPRINTS_LISTED_UP_TO = 2000  # sequences; beyond, the tuning record keeps only the set's hash
 
 
 @dataclass
@@ -233,3 +237,76 @@ def best_setting(rows: list[TrialRow]) -> TrialRow:
     if not complete:
         raise ValueError("no trial evaluated every sequence")
     return max(complete, key=lambda r: (r.score, -r.update_interval, r.score_threshold))
+
+
+# --- what a search found ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchSummary:
+    """How much of the search ran, and whether the objective moved at all."""
+
+    trials: int  # trials that reported at least once
+    completed: int  # trials that saw every sequence
+    stopped_early: int  # trials ASHA stopped after fewer chunks
+    low: float  # min and max of the metric over completed trials
+    high: float
+    no_update: float | None  # the metric with no dynamic-template update (the base runs), when known
+    settings_that_update: int | None  # trials whose setting replaces the template on some sequence (needs bases)
+    flat: bool
+    note: str  # one sentence for the report and MLflow
+
+    @property
+    def spread(self) -> float:
+        return self.high - self.low
+
+
+def summarize_search(rows: list[TrialRow], no_update: float | None = None,
+                     bases: dict[str, TrackResult] | None = None, tolerance: float = FLAT_TOLERANCE) -> SearchSummary:
+    """Flat when the completed trials' metric spans at most `tolerance`, or every completed trial equals
+    the no-update result: then the chosen setting is arbitrary and the report must say so.
+
+    no_update: the metric of the base runs (no updates), when they were computed.
+    bases: the base runs; with them, each trial's setting is checked for ever firing on any sequence.
+    """
+    complete = [r for r in rows if r.complete and not math.isnan(r.score)]
+    stopped = sum(1 for r in rows if not r.complete)
+    values = [r.score for r in complete]
+    low, high = (min(values), max(values)) if values else (math.nan, math.nan)
+    fires = None
+    if bases:
+        fires = sum(1 for r in rows if any(
+            first_update_frame(b.scores, TrackerSettings(r.update_interval, r.score_threshold)) is not None
+            for b in bases.values()))
+    as_no_update = no_update is not None and bool(values) and all(abs(v - no_update) <= tolerance for v in values)
+    flat = bool(values) and (high - low <= tolerance or as_no_update)
+    counts = f"{len(complete)} of {len(rows)} trials completed, {stopped} stopped early by ASHA"
+    if not flat:
+        note = f"objective ranges {low:.4f} .. {high:.4f} over the completed trials; {counts}"
+    else:
+        if fires == 0:
+            scored = [s for b in bases.values() for s in b.scores if not math.isnan(s)]
+            why = (f"the score never crosses the thresholds on an update frame (highest score on any frame "
+                   f"{max(scored):.3f}), so no setting ever updates the template" if scored
+                   else "no setting ever updates the template")
+        elif as_no_update:
+            why = "every setting gives the no-update result: settings do not change tracking"
+        else:
+            why = "the score never crosses the thresholds / settings do not change tracking"
+        note = (f"objective flat over the grid ({low:.4f} .. {high:.4f}, tolerance {tolerance:g}): {why}; "
+                f"the chosen setting is arbitrary; {counts}")
+    return SearchSummary(len(rows), len(complete), stopped, low, high, no_update, fires, flat, note)
+
+
+# --- what a search was run on ---------------------------------------------------------------------------
+def sequence_set_hash(fingerprints: list[str]) -> str:
+    """One identity for a set of sequence fingerprints (order does not matter)."""
+    return hashlib.sha256(",".join(sorted(fingerprints)).encode()).hexdigest()[:16]
+
+
+def tuning_record(sequences: list[EvalSequence]) -> dict:
+    """Which sequences a search ran on, in the form promotion compares against its own sequences
+    (stored in the tuned checkpoint, and so in the registered version's `stark.tuned` tag)."""
+    prints = [sequence_fingerprint(s) for s in sequences]
+    record = {"sequences": len(prints), "sequence_set": sequence_set_hash(prints)}
+    if len(prints) <= FINGERPRINTS_LISTED_UP_TO:
+        record["sequence_fingerprints"] = sorted(prints)
+    return record

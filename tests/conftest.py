@@ -179,3 +179,37 @@ def val_tree(tmp_path_factory):
     names = [f"GOT-10k_Val_{i:06d}" for i in range(1, 7)]
     write_got10k(str(root), {"val": make_sequences(names, 30, (160, 120), seed=7)})
     return root
+
+
+@pytest.fixture(scope="session")
+def own_track_tree(tmp_path_factory, val_tree):
+    """own_track_tree(checkpoint) -> a copy of val_tree whose ground truth is that model's own track (stark_tiny's
+    tracker settings under the model's stored ones). The model scores AO 1 on it and the static box only what
+    the track's motion leaves it: data on which a given model beats the static box by construction, for
+    specifications of the promotion gate that must not hang on how well a tiny model trains."""
+    import shutil
+
+    from stark.platform.config import load_config
+    from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
+    from stark.platform.model_loading import load_model
+    from stark.platform.tracker import resolve_tracker_settings
+
+    made: dict[str, Path] = {}
+
+    def tree(checkpoint) -> Path:
+        if str(checkpoint) in made:
+            return made[str(checkpoint)]
+        root = tmp_path_factory.mktemp("own_track")
+        shutil.copytree(val_tree, root, dirs_exist_ok=True)
+        loaded = load_model(str(checkpoint))
+        settings = resolve_tracker_settings(load_config("stark_tiny").tracker, loaded.tracker, [])
+        sequences = load_sequences(str(root), split="val")
+        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
+                                  EvalConfig(num_workers=0))
+        for seq in sequences:
+            lines = "".join(",".join(f"{v:.4f}" for v in box) + "\n" for box in results[seq.name].boxes)
+            (root / "val" / seq.name / "groundtruth.txt").write_text(lines)
+        made[str(checkpoint)] = root
+        return root
+
+    return tree

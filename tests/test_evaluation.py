@@ -12,10 +12,12 @@ import torch
 from model_fixtures import preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
-from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences, worker_chunks
+from stark.platform.eval_report import score_auc, score_labels
+from stark.platform.evaluation import (EvalConfig, EvalSequence, FramesRef, load_sequences, pack_model,
+                                       track_sequences, worker_chunks)
 from stark.platform.results import check_got10k_results, read_got10k_results
 from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.tracker import TrackerSettings, resolve_tracker_settings
+from stark.platform.tracker import TrackerSettings, TrackResult, resolve_tracker_settings
 from test_official_checkpoint import official_state_dict, write_release_file
 
 
@@ -58,6 +60,8 @@ def test_an_official_checkpoint_is_evaluated_end_to_end_on_a_val_split(tmp_path,
         assert boxes.shape == (24, 4) and times.shape == (24,)
     assert (out / "per_sequence.csv").exists()
     assert any(p.suffix == ".png" and p.stat().st_size > 5000 for p in out.iterdir())
+    # STARK-ST has a score on every frame but the first: its ROC AUC is reported (null if one class only)
+    assert 0 < summary["score_auc"]["frames"] <= 3 * 23 and "score_auc=" in printed
 
 
 def test_a_test_split_without_ground_truth_still_gives_a_server_ready_submission(tmp_path, got10k_tree,
@@ -78,6 +82,36 @@ def test_a_missing_model_or_data_fails_with_its_name(tmp_path, got10k_tree, offi
     assert "absent.pt" in capsys.readouterr().err
     assert run_evaluate("--model", str(official_checkpoint), "--data", str(tmp_path / "nowhere")) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def scored_sequence(name: str, iou_by_frame: list[float], scores: list[float], visible=None):
+    """A sequence whose ground truth is a 10 x 10 box at the origin, and a result whose box in each frame
+    is that box shifted right so that it overlaps the truth by the given IoU."""
+    n = len(iou_by_frame)
+    gt = np.tile([0.0, 0.0, 10.0, 10.0], (n, 1))
+    # shift d: overlap (10 - d) * 10, union 200 - overlap -> d = 10 - 200 * iou / (1 + iou) / 10
+    shift = [10.0 - 20.0 * iou / (1.0 + iou) for iou in iou_by_frame]
+    boxes = np.array([[d, 0.0, 10.0, 10.0] for d in shift])
+    seq = EvalSequence(name, "got10k", "val", FramesRef("images", ()), gt,
+                       np.ones(n, dtype=bool) if visible is None else np.asarray(visible), True)
+    return seq, TrackResult(boxes, np.asarray(scores, dtype=np.float64), np.zeros(n), [])
+
+
+def test_score_auc_pools_scored_visible_frames_labelled_by_iou_above_one_half():
+    # frame 0 has no score; frame 3 of "b" is absent: both are left out
+    a, ra = scored_sequence("a", [1.0, 0.9, 0.2, 0.6], [np.nan, 0.8, 0.3, 0.35])
+    b, rb = scored_sequence("b", [1.0, 0.1, 0.7, 0.9], [np.nan, 0.4, 0.9, 0.99], visible=[1, 1, 1, 0])
+    scores, labels = score_labels({"a": ra, "b": rb}, [a, b])
+    assert scores.tolist() == [0.8, 0.3, 0.35, 0.4, 0.9] and labels.tolist() == [True, False, True, False, True]
+    # positives 0.8, 0.35, 0.9 vs negatives 0.3, 0.4: 0.35 loses to 0.4, the other five pairs are won
+    assert score_auc({"a": ra, "b": rb}, [a, b]) == pytest.approx(5 / 6)
+
+
+def test_score_auc_is_nan_without_scores_or_with_one_class():
+    stark_s, result = scored_sequence("s", [1.0, 0.9, 0.1], [np.nan] * 3)
+    assert np.isnan(score_auc({"s": result}, [stark_s]))
+    lost, result = scored_sequence("l", [1.0, 0.1, 0.2], [np.nan, 0.9, 0.1])
+    assert np.isnan(score_auc({"l": result}, [lost]))
 
 
 def test_tuned_settings_stored_with_the_model_are_the_default_and_overrides_still_win():

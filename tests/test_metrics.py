@@ -11,7 +11,7 @@ import pytest
 
 from stark.platform.metrics import (BENCHMARK_PROTOCOLS, CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS,
                                     OVERLAP_THRESHOLDS, aggregate, box_iou_xywh, center_error_xywh,
-                                    sequence_metrics)
+                                    roc_auc, sequence_metrics)
 
 GT_BOX = [10.0, 20.0, 40.0, 20.0]  # 40 x 20 box, area 800
 
@@ -243,3 +243,31 @@ def test_benchmark_protocols_name_each_benchmarks_rules():
     for name, kwargs in BENCHMARK_PROTOCOLS.items():
         assert sequence_metrics(gt, gt, **kwargs).protocol == kwargs["protocol"], name
     assert BENCHMARK_PROTOCOLS["lasot"]["absent_as_failure"] is True
+
+
+# --- ROC AUC of a confidence -------------------------------------------------------------------------
+def test_roc_auc_is_one_when_every_positive_scores_above_every_negative():
+    assert roc_auc([0.1, 0.2, 0.7, 0.9], [False, False, True, True]) == 1.0
+
+
+def test_roc_auc_is_zero_when_the_score_is_inverted():
+    assert roc_auc([0.9, 0.7, 0.2, 0.1], [False, False, True, True]) == 0.0
+
+
+def test_roc_auc_of_a_constant_score_is_one_half():
+    # every positive-negative pair is a tie, and a tie counts half
+    assert roc_auc([0.45] * 6, [True, False, True, False, False, True]) == 0.5
+
+
+def test_roc_auc_matches_a_hand_count_of_pairs():
+    # positives 0.35, 0.8; negatives 0.1, 0.4: 0.35 beats 0.1 only, 0.8 beats both -> 3 of 4 pairs
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    # positives 0.5, 0.9; negatives 0.2, 0.5: 1 + 0.5 (tie) + 1 + 1 = 3.5 of 4 pairs
+    assert roc_auc([0.2, 0.5, 0.5, 0.9], [0, 1, 0, 1]) == pytest.approx(0.875)
+
+
+def test_roc_auc_is_undefined_with_one_class_and_refuses_missing_scores():
+    assert np.isnan(roc_auc([0.2, 0.9], [True, True]))
+    assert np.isnan(roc_auc([0.2, 0.9], [False, False]))
+    with pytest.raises(ValueError, match="finite"):
+        roc_auc([np.nan, 0.9], [True, False])

@@ -1,6 +1,11 @@
 """The registry through a real `mlflow server` (sqlite backend, artifacts on the local S3 endpoint):
 versions carry their settings and provenance; `champion` moves only on a real win, under a lock;
-rollback restores; an outage changes nothing; `models:/stark@champion` tracks a video."""
+rollback restores; an outage changes nothing; `models:/stark@champion` tracks a video.
+
+Every promotion must also beat the static box (tests/test_promotion.py), which a tiny model trained for a
+minute need not do on generated footage; so models are promoted on `own_track_tree(model)`, a copy of the
+validation sequences whose ground truth is that model's own track (it beats the static box there by
+construction), and compared with the other models on the same tree."""
 from __future__ import annotations
 
 import os
@@ -76,19 +81,21 @@ def test_a_consistent_win_above_the_margin_is_promoted():
 
 # --- through the server -------------------------------------------------------------------------------
 def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one(
-        mlflow_server, val_tree, trained_checkpoint, random_checkpoint):
+        mlflow_server, val_tree, trained_checkpoint, random_checkpoint, own_track_tree):
     weak = register(mlflow_server, random_checkpoint)
     tags = version_tags(mlflow_server, weak)
     assert tags["stark.variant"] == "ST" and "stark.tracker" in tags and "stark.model_config" in tags
 
-    first = promote(mlflow_server, weak, val_tree)
+    first = promote(mlflow_server, weak, own_track_tree(random_checkpoint))
     assert first.returncode == 0 and "PROMOTED" in first.stdout, first.stderr[-2000:]
+    assert "static box" in first.stdout  # the baseline a first model had to beat
     assert champion(mlflow_server) == weak
 
     strong = register(mlflow_server, trained_checkpoint, "--eval-data", str(val_tree), "--split", "val",
                       "evaluate.num_workers=0")
     assert float(version_tags(mlflow_server, strong)["stark.eval.ao"]) > 0
-    better = promote(mlflow_server, strong, val_tree)
+    strong_data = own_track_tree(trained_checkpoint)
+    better = promote(mlflow_server, strong, strong_data)
     assert better.returncode == 0 and "\nPROMOTED" in better.stdout, better.stdout + better.stderr[-2000:]
     assert champion(mlflow_server) == strong
     recorded = version_tags(mlflow_server, strong)
@@ -96,11 +103,11 @@ def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one(
     assert recorded["stark.promotion.compared_to"] == weak and float(recorded["stark.promotion.p_value"]) < 0.05
 
     worse = register(mlflow_server, random_checkpoint)
-    refused = promote(mlflow_server, worse, val_tree)
+    refused = promote(mlflow_server, worse, strong_data)
     assert refused.returncode == 0 and "NOT PROMOTED" in refused.stdout
     assert "reusing evaluation" in refused.stdout  # the champion's stored evaluation on the same data
     equal = register(mlflow_server, trained_checkpoint)
-    tie = promote(mlflow_server, equal, val_tree)
+    tie = promote(mlflow_server, equal, strong_data)
     assert "NOT PROMOTED" in tie.stdout and "below the margin" in tie.stdout
     assert champion(mlflow_server) == strong
     assert version_tags(mlflow_server, equal)["stark.promotion.decision"] == "rejected"
@@ -110,13 +117,13 @@ def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one(
     assert champion(mlflow_server) == weak
 
 
-def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, val_tree, trained_checkpoint,
-                                                               random_checkpoint):
+def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, trained_checkpoint,
+                                                               random_checkpoint, own_track_tree):
     a = register(mlflow_server, random_checkpoint)
     b = register(mlflow_server, trained_checkpoint)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
-    command = [sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--data", str(val_tree),
-               "--split", "val", "evaluate.num_workers=0"]
+    command = [sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--data",
+               str(own_track_tree(trained_checkpoint)), "--split", "val", "evaluate.num_workers=0"]
     both = [subprocess.Popen(command + ["--candidate", f"models:/{MODEL}/{v}"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for v in (a, b)]
     outputs = [p.communicate(timeout=600) for p in both]
@@ -134,15 +141,16 @@ def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, 
     assert client_for(mlflow_server.url).search_registered_models(f"name = '{MODEL}.promotion-lock'") == []
 
 
-def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server, val_tree, trained_checkpoint,
-                                                                 random_checkpoint):
+def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server, trained_checkpoint,
+                                                                 random_checkpoint, own_track_tree):
+    weak_data = own_track_tree(random_checkpoint)
     weak = register(mlflow_server, random_checkpoint)
-    assert promote(mlflow_server, weak, val_tree).returncode == 0
+    assert promote(mlflow_server, weak, weak_data).returncode == 0 and champion(mlflow_server) == weak
     strong = register(mlflow_server, trained_checkpoint)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
            "PYTHONUNBUFFERED": "1"}  # its progress lines arrive as they are printed
     running = subprocess.Popen([sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--candidate",
-                                f"models:/{MODEL}/{strong}", "--data", str(val_tree), "--split", "val",
+                                f"models:/{MODEL}/{strong}", "--data", str(weak_data), "--split", "val",
                                 "evaluate.num_workers=0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     for line in running.stdout:  # the candidate is being evaluated: take the server away now
@@ -155,11 +163,12 @@ def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server,
     assert champion(mlflow_server) == weak
 
 
-def test_the_champion_tracks_a_video_by_its_alias(mlflow_server, val_tree, trained_checkpoint, tmp_path):
+def test_the_champion_tracks_a_video_by_its_alias(mlflow_server, trained_checkpoint, own_track_tree, tmp_path):
     from stark.platform.synthetic import encode_video_file, make_sequences
 
     version = register(mlflow_server, trained_checkpoint)
-    assert promote(mlflow_server, version, val_tree).returncode == 0
+    assert promote(mlflow_server, version, own_track_tree(trained_checkpoint)).returncode == 0
+    assert champion(mlflow_server) == version
     seq = make_sequences(["clip"], 10, (160, 120), seed=9)[0]
     encode_video_file(str(tmp_path / "clip.mp4"), seq.frames, 25.0)
     done = stark_job("stark.jobs.track", str(tmp_path / "clip.mp4"), "--box",

@@ -16,7 +16,7 @@ import pytest
 from stark.platform.evaluation import EvalConfig, TrackingWorker, load_sequences, pack_model, track_sequences
 from stark.platform.tracker import TrackerSettings
 from stark.platform.tuning import (TuneConfig, TrialRow, best_setting, compute_bases, first_update_frame,
-                                   metric_value, run_search, track_chunk, trial_table)
+                                   metric_value, run_search, summarize_search, track_chunk, trial_table)
 
 INTERVALS, THRESHOLDS = [2, 5, 9], [0.3, 0.5, 0.7]
 
@@ -103,6 +103,79 @@ def test_early_stopping_tracks_fewer_chunks_and_keeps_the_best_near_the_top(pack
     top = {(r.update_interval, r.score_threshold) for r in finished[:3]}
     best_exhaustive = max(exhaustive_scores.values())
     assert any(exhaustive_scores[k] == pytest.approx(best_exhaustive) for k in top)
+
+
+def test_a_search_whose_trials_all_score_the_same_is_reported_flat_with_its_trial_counts():
+    rows = [TrialRow(u, t, 0.4123, 3, True, 0) for u in (2, 5) for t in (0.5, 0.7)] + [TrialRow(9, 0.5, 0.41, 1, False, 0)]
+    summary = summarize_search(rows)
+    assert summary.flat and summary.spread == 0.0
+    assert (summary.trials, summary.completed, summary.stopped_early) == (5, 4, 1)
+    assert "objective flat over the grid" in summary.note and "4 of 5 trials completed, 1 stopped early" in summary.note
+
+
+def test_a_search_whose_scores_differ_is_not_flat():
+    rows = [TrialRow(2, 0.5, 0.40, 3, True, 0), TrialRow(5, 0.5, 0.45, 3, True, 0)]
+    summary = summarize_search(rows)
+    assert not summary.flat and "flat" not in summary.note and "2 of 2 trials completed" in summary.note
+
+
+def test_every_trial_at_the_no_update_result_is_flat_even_beyond_the_tolerance_of_each_other():
+    rows = [TrialRow(2, 0.5, 0.40000, 3, True, 0), TrialRow(5, 0.5, 0.40009, 3, True, 0),
+            TrialRow(9, 0.5, 0.40018, 3, True, 0)]  # spread 1.8e-4 > 1e-4, but each within 1e-4 of no-update
+    assert not summarize_search(rows).flat
+    summary = summarize_search(rows, no_update=0.40009)
+    assert summary.flat and "settings do not change tracking" in summary.note
+
+
+@pytest.mark.slow
+def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_so_in_mlflow(
+        random_checkpoint, val_tree, ray_local, tmp_path, monkeypatch):
+    import json
+
+    import mlflow
+
+    from stark.platform.config import load_config
+    from stark.platform.model_loading import load_model
+    from stark.platform.tune_report import write_tune_report
+
+    monkeypatch.chdir(tmp_path)  # anything MLflow puts in the working folder stays in tmp_path
+    loaded = load_model(str(random_checkpoint))
+    packed = pack_model(loaded.model, loaded.model_cfg)
+    sequences = load_sequences(str(val_tree), split="val")
+    cfg = load_config("stark_tiny")
+    # no sigmoid exceeds 1.0: no setting of this grid ever replaces the template
+    tune_cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=[1.0], scheduler="none", chunk_sequences=2,
+                          storage_path=str(tmp_path / "trials"), batch_size=4)
+    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=6))
+    grid = run_search(packed, sequences, tune_cfg, "got10k", "flat", EvalConfig(), None, bases)
+    saved_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        report = write_tune_report(grid, tmp_path / "report", metric="ao", loaded=loaded, cfg=cfg,
+                                   model_spec=str(random_checkpoint), data=str(val_tree), benchmark="got10k",
+                                   sequences=sequences, split="val", bases=bases)
+        (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+
+    assert report.summary.flat and report.summary.settings_that_update == 0
+    assert report.summary.no_update == pytest.approx(metric_value("ao", "got10k", bases, sequences))
+    text = (tmp_path / "report" / "summary.txt").read_text()
+    assert "objective flat over the grid" in text and "never crosses the thresholds" in text
+    assert "3 of 3 completed, 0 stopped early" in text
+    best = json.loads((tmp_path / "report" / "best.json").read_text())
+    assert best["search"]["flat"] is True and best["search"]["completed"] == 3
+    assert "stopped_early" in (tmp_path / "report" / "trials.csv").read_text().splitlines()[0]
+    assert run.data.tags["stark.tune.flat"] == "true" and "objective flat" in run.data.tags["stark.tune.note"]
+    assert run.data.metrics["trials_completed"] == 3 and run.data.metrics["trials_stopped_early"] == 0
+    tuned = torch_load_tuned(report.files["model"])
+    assert tuned["flat"] is True and tuned["split"] == "val" and tuned["sequences"] == len(sequences)
+
+
+def torch_load_tuned(path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["tuned"]
 
 
 @pytest.fixture(scope="module")
