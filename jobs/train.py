@@ -80,6 +80,7 @@ def check_setup(cfg) -> Plan:
     from stark.platform.manifest import manifest_uri
     from stark.platform.model_loading import MLFLOW_SCHEMES
     from stark.platform.tracking import resolve_tracking_uri
+    from stark.platform.starter import resolve_starter
     from stark.platform.train_run import RunPaths
 
     t = cfg.train
@@ -101,7 +102,10 @@ def check_setup(cfg) -> Plan:
     for stage in t.stages:
         first = stage == t.stages[0]
         if first and t.init_from:
-            init_from[stage] = t.init_from
+            try:  # a shipped starter by name -> its file, its sha256 checked now rather than in a worker
+                init_from[stage] = resolve_starter(t.init_from)
+            except ValueError as exc:
+                raise TrainSetupError(f"train.init_from: {exc}") from exc
         elif stage == 2:
             init_from[stage] = paths.final(1)  # stage 2 starts from stage 1's weights
         else:

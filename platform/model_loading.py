@@ -15,6 +15,7 @@ from stark.model.stark import STARK, build_stark
 from stark.platform import storage
 from stark.platform.checkpoint import is_platform_checkpoint, read_checkpoint_bytes
 from stark.platform.config import from_dict
+from stark.platform.starter import resolve_starter
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 CHECKPOINT_FILE = "checkpoint.pt"  # name of the platform checkpoint inside an MLflow model's artifacts
@@ -37,6 +38,7 @@ def load_model(spec: str, base_cfg: ModelConfig | None = None,
                storage_cfg: storage.StorageConfig | None = None) -> LoadedModel:
     """Load any accepted model argument. base_cfg supplies what an official file cannot tell
     (attention heads, crop sizes and factors); everything else is read from the weights."""
+    spec = resolve_starter(spec)
     if spec.startswith(MLFLOW_SCHEMES):
         return _load_from_mlflow(spec, base_cfg, storage_cfg)
     if not storage.is_s3(spec) and not Path(spec).is_file():
