@@ -26,6 +26,7 @@ class Pipeline:
         self.steps_total = len(self.p.steps)
         self.step_no = 0
         self.outputs: dict[str, str] = {}
+        self.demo_video = None  # the generated SyntheticSequence `track` ran on (its boxes are known)
 
     # --- paths --------------------------------------------------------------------------------------
     @property
@@ -37,8 +38,30 @@ class Pipeline:
         return str(self.work / "clips")
 
     @property
+    def holdout_dir(self) -> Path:
+        return self.work / "demo-holdout"
+
+    @property
+    def holdout_clips(self) -> str:
+        return str(self.work / "clips-holdout")
+
+    @property
+    def demo_data(self) -> bool:
+        return not (self.p.source or self.user_manifests)
+
+    @property
     def val_data(self) -> str:
         return self.p.val_data or self.clips
+
+    @property
+    def promote_data(self) -> tuple[str, str | None]:
+        """(data, split) that promotion and the summary measure on: never the tuning sequences when the
+        pipeline generates its own data."""
+        if self.p.promote_data:
+            return self.p.promote_data, self.p.promote_split
+        if self.demo_data and not self.p.val_data:
+            return self.holdout_clips, "val"
+        return self.val_data, self.p.val_split
 
     def final_checkpoint(self, stage: int) -> str:
         from stark.platform.train_run import RunPaths
@@ -65,25 +88,30 @@ class Pipeline:
 
     # --- steps --------------------------------------------------------------------------------------
     def step_data(self) -> None:
-        from stark.platform.synthetic import make_sequences, write_got10k
+        from stark.platform.synthetic import iter_sequences, write_got10k
 
-        if self.p.source or self.user_manifests:
+        if not self.demo_data:
             self.begin("data", f"using {self.p.source or self.cfg.data.manifests}")
             return
         marker = self.demo_dir / ".complete"
-        self.begin("data", f"demo dataset in {self.demo_dir}")
+        self.begin("data", f"demo dataset in {self.demo_dir}, holdout in {self.holdout_dir}")
         if marker.exists():
             print("    already generated: skipped")
             return
-        size = tuple(self.p.demo_size)
+        size, frames, seed = tuple(self.p.demo_size), self.p.demo_frames, self.p.seed
         train = [f"GOT-10k_Train_{i:06d}" for i in range(1, self.p.demo_train_sequences + 1)]
         val = [f"GOT-10k_Val_{i:06d}" for i in range(1, self.p.demo_val_sequences + 1)]
+        holdout = [f"GOT-10k_Val_{i:06d}" for i in range(1001, 1001 + self.p.demo_promote_sequences)]
+        # each split from its own photographs (synthetic.PHOTO_SPLITS): tuning and promotion measure
+        # generalisation to scenes training never saw, and promotion uses sequences tuning never saw
         write_got10k(str(self.demo_dir), {
-            "train": make_sequences(train, self.p.demo_frames, size, seed=self.p.seed),
-            "val": make_sequences(val, self.p.demo_frames, size, seed=self.p.seed + 1)})
+            "train": iter_sequences(train, frames, size, seed=seed, photos="train"),
+            "val": iter_sequences(val, frames, size, seed=seed + 1, photos="val")})
+        write_got10k(str(self.holdout_dir), {"val": iter_sequences(holdout, frames, size, seed=seed + 3,
+                                                                   photos="test")})
         marker.write_text("complete\n")  # last: a half-written demo is regenerated
-        print(f"    {len(train)} train + {len(val)} val sequences of {self.p.demo_frames} frames "
-              f"(scikit-image photographs, objects moving, absent stretches)")
+        print(f"    {len(train)} train + {len(val)} val (tuning) + {len(holdout)} holdout (promotion) sequences "
+              f"of {frames} frames at {size[0]}x{size[1]}, each split from its own scikit-image photographs")
 
     def step_ingest(self) -> None:
         from stark.jobs.ingest import main as ingest_main
@@ -94,11 +122,13 @@ class Pipeline:
             self.begin("ingest", "data.manifests given: nothing to ingest")
             return
         source = self.p.source or str(self.demo_dir)
-        self.begin("ingest", f"{source} -> {self.clips}")
-        if storage.exists(manifest_uri(self.clips)):
-            print("    manifest exists: skipped")
-            return
-        self.run(ingest_main, self.command("ingest", source, self.clips), "ingest")
+        jobs = [(source, self.clips)] + ([(str(self.holdout_dir), self.holdout_clips)] if self.demo_data else [])
+        self.begin("ingest", ", ".join(f"{src} -> {dest}" for src, dest in jobs))
+        for src, dest in jobs:
+            if storage.exists(manifest_uri(dest)):
+                print(f"    {dest}: manifest exists, skipped")
+                continue
+            self.run(ingest_main, self.command("ingest", src, dest), "ingest")
 
     def step_train(self) -> None:
         from stark.jobs.train import main as train_main
@@ -158,9 +188,10 @@ class Pipeline:
         if "stark.promotion.decision" in tags:
             print(f"    already decided ({tags['stark.promotion.decision']}): skipped")
             return
-        print(f"    $ stark promote --candidate models:/{name}/{version} --data {self.val_data} "
-              f"--split {self.p.val_split} --config {self.config_path}")
-        sequences = [s for s in load_sequences(self.val_data, self.cfg.storage, self.p.val_split) if s.has_groundtruth]
+        data, split = self.promote_data
+        print(f"    $ stark promote --candidate models:/{name}/{version} --data {data} "
+              f"--split {split} --config {self.config_path}")
+        sequences = [s for s in load_sequences(data, self.cfg.storage, split) if s.has_groundtruth]
         outcome = promote(self.tracking_uri, f"models:/{name}/{version}", sequences,
                           self.cfg.evaluate.benchmark or sequences[0].dataset, self.cfg.registry, self.cfg.tracker,
                           self.cfg.evaluate, self.cfg.storage, log=lambda line: print(f"    {line}"))
@@ -174,12 +205,21 @@ class Pipeline:
             raise RuntimeError("no registered version to promote: run the register step")
         return str(max(int(v.version) for v in versions))
 
-    def served_model(self) -> str:
+    def served_model(self) -> str | None:
+        """The model the pipeline has produced so far: the champion, else the tuned checkpoint, else the
+        last trained stage's checkpoint; None before training."""
+        from stark.platform import storage
         from stark.platform.registry import alias_version, client_for
 
         name = self.cfg.registry.model_name
-        champion = alias_version(client_for(self.tracking_uri), name, self.cfg.registry.champion_alias)
-        return f"models:/{name}@{self.cfg.registry.champion_alias}" if champion else self.tuned_model()
+        if "register" in self.p.steps or "promote" in self.p.steps:
+            champion = alias_version(client_for(self.tracking_uri), name, self.cfg.registry.champion_alias)
+            if champion:
+                return f"models:/{name}@{self.cfg.registry.champion_alias}"
+        if Path(self.tuned_model()).exists():
+            return self.tuned_model()
+        final = self.final_checkpoint(max(self.cfg.train.stages))
+        return final if storage.exists(final, self.cfg.storage) else None
 
     def step_track(self) -> None:
         from stark.jobs.track import main as track_main
@@ -189,11 +229,12 @@ class Pipeline:
         video, box = self.p.video, self.p.video_box
         if video is None:
             video = str(self.work / "demo_video.mp4")
-            seq = make_sequences(["demo_video"], 90, tuple(self.p.demo_size), seed=self.p.seed + 2)[0]
+            seq = make_sequences(["demo_video"], 150, tuple(self.p.demo_size), seed=self.p.seed + 2, photos="test")[0]
+            self.demo_video = seq
             box = [float(v) for v in seq.boxes_xywh[0]]
             if not Path(video).exists():
                 encode_video_file(video, seq.frames, 25.0)
-        model = self.served_model()
+        model = self.served_model() or self.tuned_model()
         self.begin("track", f"{video} with {model}")
         if (out / "tracked.mp4").exists():
             print("    annotated video exists: skipped")
@@ -205,37 +246,54 @@ class Pipeline:
 
     # --- summary ------------------------------------------------------------------------------------
     def summary(self) -> None:
-        from stark.platform.tracker import resolve_tracker_settings
+        """The served model, the starter it was fine-tuned from (if any) and the static box, side by side
+        on the promotion sequences (unseen in training and, on the demo data, in tuning)."""
+        import numpy as np
+
         from stark.platform import metrics as M
-        from stark.platform.eval_report import PROTOCOLS
+        from stark.platform.eval_report import PROTOCOLS, score_auc
         from stark.platform.evaluation import load_sequences, pack_model, track_sequences
         from stark.platform.model_loading import load_model
+        from stark.platform.tracker import resolve_tracker_settings
 
         model = self.served_model()
-        sequences = [s for s in load_sequences(self.val_data, self.cfg.storage, self.p.val_split) if s.has_groundtruth]
+        minutes = (time.monotonic() - self.started) / 60
+        if model is None:
+            print(f"\n=== stark pipeline done in {minutes:.1f} min: no trained model yet, so no summary "
+                  f"(steps run: {', '.join(self.p.steps)})")
+            return
+        data, split = self.promote_data
+        sequences = [s for s in load_sequences(data, self.cfg.storage, split) if s.has_groundtruth]
         benchmark = self.cfg.evaluate.benchmark or sequences[0].dataset
-        loaded = load_model(model, self.cfg.model, self.cfg.storage)
-        settings = resolve_tracker_settings(self.cfg.tracker, loaded.tracker, [])
-        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
-                                  self.cfg.evaluate, self.cfg.storage)
         protocol = PROTOCOLS[benchmark]
 
         def scores(boxes_of) -> dict[str, float]:
             per = {s.name: M.sequence_metrics(boxes_of(s), s.boxes_xywh, s.visible, **protocol) for s in sequences}
             return M.aggregate(per).scores
 
-        import numpy as np
-
-        tracked = scores(lambda s: results[s.name].boxes)
-        static = scores(lambda s: np.repeat(s.init_box[None], s.num_frames, axis=0))
-        keys = [k for k in tracked if k != "fps"]
-        minutes = (time.monotonic() - self.started) / 60
-        print(f"\n=== stark pipeline done in {minutes:.1f} min: {len(sequences)} {benchmark} "
-              f"validation sequence(s), tracker settings update_interval={settings.update_interval}, "
+        rows: dict[str, dict[str, float]] = {}
+        settings = None
+        candidates = [("STARK (" + model.split("/")[-1][:16] + ")", model)]
+        if self.cfg.train.init_from:
+            candidates.append((f"starter alone ({self.cfg.train.init_from.split('/')[-1][:14]})", self.cfg.train.init_from))
+        for label, spec in candidates:
+            loaded = load_model(spec, self.cfg.model, self.cfg.storage)
+            tracker = resolve_tracker_settings(self.cfg.tracker, loaded.tracker, [])
+            settings = settings or tracker
+            results = track_sequences(pack_model(loaded.model, loaded.model_cfg), tracker, sequences,
+                                      self.cfg.evaluate, self.cfg.storage)
+            rows[label] = {**scores(lambda s: results[s.name].boxes), "score_auc": score_auc(results, sequences)}
+        rows["static box (first frame)"] = scores(lambda s: np.repeat(s.init_box[None], s.num_frames, axis=0))
+        keys = [k for k in rows[next(iter(rows))] if k != "fps"]
+        print(f"\n=== stark pipeline done in {minutes:.1f} min: {len(sequences)} {benchmark} sequence(s) of "
+              f"{data} ({split}), unseen in training; tracker settings update_interval={settings.update_interval}, "
               f"score_threshold={settings.score_threshold:g}")
-        print(f"    {'':<26}" + "".join(f"{k:>10}" for k in keys))
-        print(f"    {'STARK (' + model.split('/')[-1][:16] + ')':<26}" + "".join(f"{tracked[k]:>10.3f}" for k in keys))
-        print(f"    {'static box (first frame)':<26}" + "".join(f"{static[k]:>10.3f}" for k in keys))
+        print(f"    {'':<30}" + "".join(f"{k:>10}" for k in keys))
+        for label, row in rows.items():
+            print(f"    {label:<30}" + "".join(f"{row[k]:>10.3f}" if k in row else f"{'-':>10}" for k in keys))
+        video_iou = self.demo_video_iou()
+        if video_iou is not None:
+            print(f"    demo video: IoU > 0.5 on {video_iou:.0%} of the frames where the object is visible")
         outputs = {"work folder": str(self.work), "clips + manifest": self.clips,
                    "training run": str(Path(self.final_checkpoint(1)).parent.parent),
                    "tuning report": str(self.work / "tune"), **self.outputs,
@@ -245,9 +303,30 @@ class Pipeline:
         uri = self.tracking_uri
         ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
         print(f"    {'mlflow':<18} {uri}\n    browse it:         {ui}")
-        summary = {"minutes": minutes, "model": model, "benchmark": benchmark, "stark": tracked,
-                   "static_box": static, "outputs": outputs, "tracking_uri": uri}
+        first = rows[candidates[0][0]]
+        summary = {"minutes": minutes, "model": model, "benchmark": benchmark, "data": data, "split": split,
+                   "stark": first, "static_box": rows["static box (first frame)"],
+                   "rows": rows, "demo_video_iou50": video_iou, "outputs": outputs, "tracking_uri": uri}
         (self.work / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    def demo_video_iou(self) -> float | None:
+        """Share of the generated demo video's visible frames that `track` boxed at IoU > 0.5."""
+        import csv
+
+        import numpy as np
+
+        from stark.platform.metrics import box_iou_xywh
+
+        seq, boxes_file = self.demo_video, self.work / "track" / "boxes.csv"
+        if seq is None or not boxes_file.exists():
+            return None
+        with open(boxes_file) as f:
+            rows = list(csv.DictReader(f))
+        boxes = np.array([[float(r[k]) for k in ("x", "y", "w", "h")] for r in rows])
+        n = min(len(boxes), seq.num_frames)
+        iou = box_iou_xywh(boxes[:n], seq.boxes_xywh[:n])
+        visible = seq.visible[:n]
+        return float((iou[visible] > 0.5).mean()) if visible.any() else None
 
 
 def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:

@@ -12,14 +12,19 @@ class PipelineConfig:
     # Training data, first that applies: `source` (a benchmark tree or videos + box files, ingested into
     # <workdir>/clips), else `data.manifests` as given, else a generated demo dataset.
     source: str | None = None
-    val_data: str | None = None  # tune/promote data (manifest or tree); None = the demo's val split
+    val_data: str | None = None  # tuning data (manifest or tree); None = the demo's val split
     val_split: str | None = "val"
+    # promotion data, kept apart from tuning's so that the gate measures generalisation; None = the
+    # demo's holdout set (photographs seen neither in training nor in tuning), else val_data
+    promote_data: str | None = None
+    promote_split: str | None = "val"
     video: str | None = None  # the video `track` runs on; None = a generated demo video
     video_box: list[float] = field(default_factory=list)  # x,y,w,h in its first frame (generated: known)
-    demo_train_sequences: int = 8
-    demo_val_sequences: int = 6
+    demo_train_sequences: int = 8  # from the "train" photographs (synthetic.PHOTO_SPLITS)
+    demo_val_sequences: int = 6  # tuning, from the "val" photographs
+    demo_promote_sequences: int = 6  # promotion and the summary, from the "test" photographs
     demo_frames: int = 60
-    demo_size: list[int] = field(default_factory=lambda: [160, 120])  # width, height
+    demo_size: list[int] = field(default_factory=lambda: [480, 270])  # width, height
     seed: int = 0
     steps: list[str] = field(default_factory=lambda: list(STEPS))
 
@@ -31,6 +36,6 @@ class PipelineConfig:
             raise ValueError("pipeline.video_box: give x,y,w,h of the object in the first frame of pipeline.video")
         if len(self.demo_size) != 2 or min(self.demo_size) < 32:
             raise ValueError("pipeline.demo_size: [width, height], each >= 32")
-        for key in ("demo_train_sequences", "demo_val_sequences", "demo_frames"):
+        for key in ("demo_train_sequences", "demo_val_sequences", "demo_promote_sequences", "demo_frames"):
             if getattr(self, key) < 1:
                 raise ValueError(f"pipeline.{key} must be >= 1")

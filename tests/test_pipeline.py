@@ -11,7 +11,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["pipeline.demo_train_sequences=4", "pipeline.demo_val_sequences=3", "pipeline.demo_frames=30",
+SMALL = ["pipeline.demo_train_sequences=4", "pipeline.demo_val_sequences=3", "pipeline.demo_promote_sequences=3",
+         "pipeline.demo_frames=30", "pipeline.demo_size=[240,136]",
          "data.samples_per_epoch=160", "train.stage1.epochs=1", "train.stage2.epochs=1",
          "train.checkpoint_every_steps=10", "tune.update_intervals=[5,10]", "tune.score_thresholds=[0.4,0.6]"]
 
@@ -44,3 +45,16 @@ def test_the_main_job_runs_every_step_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped") >= 5  # data, ingest, tune, register, promote, track
     assert len(client.search_model_versions("name = 'stark'")) == 1
+
+
+def test_steps_before_training_finish_cleanly_without_a_summary(tmp_path):
+    workdir = tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-m", "stark.jobs.pipeline", f"pipeline.workdir={workdir}", *SMALL,
+                           "pipeline.steps=[data,ingest]"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "no trained model yet" in done.stdout
+    # each split from its own photographs: tuning and promotion never see training's scenes
+    for manifest in ("clips", "clips-holdout"):
+        assert (workdir / manifest / "manifest.parquet").exists()
