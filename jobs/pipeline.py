@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
 
 
 class Pipeline:
@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
         cfg.mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     config_path = work / "pipeline-config.yaml"
     config_path.write_text(dump_yaml(cfg))
+    # models:/ URIs (the champion in the summary, steps skipped on a re-run) resolve in this store
+    use_tracking_uri(cfg)
     from stark.platform.ray_runtime import init_ray, training_cpu_slots
 
     init_ray(min_cpus=training_cpu_slots(cfg))  # one Ray for every step, with room for the training stream

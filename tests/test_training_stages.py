@@ -8,9 +8,10 @@ from stark.model.losses import BoxLoss, ScoreLoss
 from stark.model.stark import build_stark
 
 
-def tiny_model(seed: int = 0):
+def tiny_model(seed: int = 0, trainable_stages: tuple[str, ...] = ("layer2", "layer3")):
+    """stark_tiny's network with the official trainable stages (ImageNet stem and layer1 kept)."""
     torch.manual_seed(seed)
-    cfg = preset_model_config("stark_tiny")
+    cfg = preset_model_config("stark_tiny", **{"backbone.trainable_stages": list(trainable_stages)})
     return cfg, build_stark(cfg)
 
 
@@ -23,6 +24,13 @@ def test_stage_one_trains_everything_but_the_score_head_and_the_frozen_stem():
     assert any(n.startswith("backbone.body.layer3.") for n in trained)
     assert {"bottleneck.weight", "target_query.weight"} <= trained
     assert any(n.startswith("box_head.") for n in trained) and any(n.startswith("transformer.") for n in trained)
+
+
+def test_a_backbone_from_random_weights_may_train_its_stem_and_layer1_too():
+    _, model = tiny_model(trainable_stages=("conv1", "layer1", "layer2", "layer3"))
+    trained = {n for n, _ in model.stage_parameters(1)}
+    assert {"backbone.body.conv1.weight", "backbone.body.layer1.0.conv1.weight"} <= trained
+    assert not any(n.startswith("score_head.") for n in trained)
 
 
 def test_frozen_parts_really_get_no_gradient():

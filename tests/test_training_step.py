@@ -30,7 +30,8 @@ def one_torch_thread():
 
 
 def tiny(overrides: list[str] | None = None, seed: int = 0):
-    cfg = load_config("stark_tiny", overrides or [])
+    """stark_tiny with the official optimiser settings (lr 1e-4, backbone at 0.1x)."""
+    cfg = load_config("stark_tiny", ["train.lr=1.0e-4", "train.backbone_lr_multiplier=0.1", *(overrides or [])])
     torch.manual_seed(seed)
     return cfg, build_stark(cfg.model)
 

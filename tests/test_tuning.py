@@ -18,7 +18,8 @@ from stark.platform.tracker import TrackerSettings
 from stark.platform.tuning import (TuneConfig, TrialRow, best_setting, compute_bases, first_update_frame,
                                    metric_value, run_search, summarize_search, track_chunk, trial_table)
 
-INTERVALS, THRESHOLDS = [2, 5, 9], [0.3, 0.5, 0.7]
+# thresholds where a box_iou score head's outputs are on these small sequences (its scores estimate P(IoU > 0.5))
+INTERVALS, THRESHOLDS = [2, 5, 9], [0.05, 0.15, 0.3]
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +101,9 @@ def test_early_stopping_tracks_fewer_chunks_and_keeps_the_best_near_the_top(pack
     assert len(rows) == 9
     assert sum(r.chunks for r in rows) < 9 * 3  # exhaustive: every setting sees all 3 chunks
     finished = sorted((r for r in rows if r.complete), key=lambda r: -r.score)
-    top = {(r.update_interval, r.score_threshold) for r in finished[:3]}
     best_exhaustive = max(exhaustive_scores.values())
-    assert any(exhaustive_scores[k] == pytest.approx(best_exhaustive) for k in top)
+    # the best setting ASHA ran to the end scores within 0.02 AO of the best of the exhaustive grid
+    assert finished and finished[0].score >= best_exhaustive - 0.02
 
 
 def test_a_search_whose_trials_all_score_the_same_is_reported_flat_with_its_trial_counts():
