@@ -204,7 +204,8 @@ def run_search(packed_model: dict, sequences: list[EvalSequence], tune_cfg: Tune
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler, search_alg=search_alg,
                                     num_samples=num_samples,
-                                    max_concurrent_trials=tune_cfg.max_concurrent_trials or None),
+                                    max_concurrent_trials=tune_cfg.max_concurrent_trials or None,
+                                    reuse_actors=True),  # a trial actor unpacks the model once, not per trial
         run_config=tune.RunConfig(name=experiment_name, storage_path=storage_path, verbose=0))
     return tuner.fit()
 

@@ -79,9 +79,22 @@ def test_a_consistent_win_above_the_margin_is_promoted():
     assert decision.promote and decision.p_value == 0.0 and decision.ci_low > 0
 
 
+def track_champion_video(server, tmp_path) -> None:
+    from stark.platform.synthetic import encode_video_file, make_sequences
+
+    seq = make_sequences(["clip"], 10, (160, 120), seed=9)[0]
+    encode_video_file(str(tmp_path / "clip.mp4"), seq.frames, 25.0)
+    done = stark_job("stark.jobs.track", str(tmp_path / "clip.mp4"), "--box",
+                     ",".join(f"{v:g}" for v in seq.boxes_xywh[0]), "--config", "stark_tiny", "--out",
+                     str(tmp_path / "out"), server=server)  # no --model: models:/stark@champion
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "models:/stark@champion" in done.stdout
+    assert len((tmp_path / "out" / "boxes.csv").read_text().splitlines()) == 11
+
+
 # --- through the server -------------------------------------------------------------------------------
-def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one(
-        mlflow_server, val_tree, trained_checkpoint, random_checkpoint, own_track_tree):
+def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one_then_the_champion_tracks(
+        mlflow_server, val_tree, trained_checkpoint, random_checkpoint, own_track_tree, tmp_path):
     weak = register(mlflow_server, random_checkpoint)
     tags = version_tags(mlflow_server, weak)
     assert tags["stark.variant"] == "ST" and "stark.tracker" in tags and "stark.model_config" in tags
@@ -111,6 +124,8 @@ def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one(
     assert "NOT PROMOTED" in tie.stdout and "below the margin" in tie.stdout
     assert champion(mlflow_server) == strong
     assert version_tags(mlflow_server, equal)["stark.promotion.decision"] == "rejected"
+
+    track_champion_video(mlflow_server, tmp_path)  # `stark track` without --model tracks with the champion
 
     back = stark_job("stark.jobs.rollback", "--config", "stark_tiny", server=mlflow_server)
     assert back.returncode == 0, back.stderr[-2000:]
@@ -161,19 +176,3 @@ def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server,
     assert running.returncode != 0 and mlflow_server.url in err and "error:" in err, out + err[-2000:]
     mlflow_server.start()
     assert champion(mlflow_server) == weak
-
-
-def test_the_champion_tracks_a_video_by_its_alias(mlflow_server, trained_checkpoint, own_track_tree, tmp_path):
-    from stark.platform.synthetic import encode_video_file, make_sequences
-
-    version = register(mlflow_server, trained_checkpoint)
-    assert promote(mlflow_server, version, own_track_tree(trained_checkpoint)).returncode == 0
-    assert champion(mlflow_server) == version
-    seq = make_sequences(["clip"], 10, (160, 120), seed=9)[0]
-    encode_video_file(str(tmp_path / "clip.mp4"), seq.frames, 25.0)
-    done = stark_job("stark.jobs.track", str(tmp_path / "clip.mp4"), "--box",
-                     ",".join(f"{v:g}" for v in seq.boxes_xywh[0]), "--config", "stark_tiny", "--out",
-                     str(tmp_path / "out"), server=mlflow_server)  # no --model: models:/stark@champion
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "models:/stark@champion" in done.stdout
-    assert len((tmp_path / "out" / "boxes.csv").read_text().splitlines()) == 11
