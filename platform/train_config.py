@@ -40,6 +40,9 @@ class TrainConfig:
     batch_size: int = 16  # samples per step per worker (official: 16 per GPU)
     num_workers: int = 1  # Ray Train workers; DDP across them (gloo on CPU, NCCL on GPU)
     cpus_per_worker: float = 1.0  # Ray CPUs each training worker reserves
+    # intra-op threads of each training worker; 0 = one per reserved CPU (Ray sets OMP_NUM_THREADS). More
+    # than reserved lets the step use the cores the decode actors leave idle (a small CPU machine)
+    torch_threads: int = 0
     use_gpu: bool = False  # one GPU per worker, NCCL, device cuda
     amp: Literal["none", "bf16", "fp16"] = "none"  # torch.autocast dtype; fp16 adds a GradScaler
     checkpoint_every_steps: int = 500  # a resumable checkpoint to storage every N optimiser steps (and at the end)
@@ -63,6 +66,8 @@ class TrainConfig:
         for key in ("batch_size", "num_workers", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1")
+        if self.torch_threads < 0:
+            raise ValueError("train.torch_threads must be >= 0 (0 = one per reserved CPU)")
         if self.max_failures < -1:
             raise ValueError("train.max_failures must be >= 0 (or -1 for unlimited)")
         if self.score_label not in ("presence", "box_iou"):

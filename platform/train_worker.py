@@ -46,6 +46,8 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     checkpoint = ray.train.get_checkpoint()  # Ray: latest registered checkpoint of this stage, if any
 
+    if t.torch_threads:
+        torch.set_num_threads(t.torch_threads)
     torch.manual_seed(t.seed)  # every rank builds the same initial weights
     model = build_model(cfg, stage, fresh=checkpoint is None, init_from=config.get("init_from"),
                         storage_cfg=storage_cfg, tracking_uri=(config.get("mlflow") or {}).get("tracking_uri"))

@@ -45,6 +45,8 @@ def test_invalid_value_is_caught_at_load_time():
         load_config("stark_tiny", ["model.search_size=100"])
     with pytest.raises(ConfigError, match="model.variant"):
         load_config("stark_tiny", ["model.variant=X"])
+    with pytest.raises(ConfigError, match="train.torch_threads"):
+        load_config("stark_tiny", ["train.torch_threads=-1"])
 
 
 def test_missing_config_lists_the_presets():
