@@ -37,17 +37,17 @@ import numpy as np
 from PIL import Image
 
 from stark.platform import storage
-from stark.platform.config import load_config
-from stark.platform.data_config import IngestConfig
-from stark.platform.data_stream import build_training_stream, crop_geometry
-from stark.platform.frame_index import load_frame_index
-from stark.platform.ingest import ingest
-from stark.platform.manifest import read_records
-from stark.platform.processing import process_sample
-from stark.platform.sampling import make_sample_spec
-from stark.platform.sequences import read_image
+from stark.platform.experiment import load_config
+from stark.platform.ingest.config import IngestConfig
+from stark.platform.data.stream import build_training_stream, crop_geometry
+from stark.platform.data.frame_index import load_frame_index
+from stark.platform.ingest.run import ingest
+from stark.platform.ingest.manifest import read_records
+from stark.platform.data.processing import process_sample
+from stark.platform.data.sampling import make_sample_spec
+from stark.platform.ingest.sources import read_image
 from stark.platform.storage import StorageConfig
-from stark.platform.synthetic import write_demo_dataset
+from stark.platform.ingest.synthetic import write_demo_dataset
 
 SEED, EPOCH, STAGE = 0, 0, 1
 
@@ -200,7 +200,7 @@ def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], sampl
     """Median ms per frame over the frames of the first `samples` samples, one way of reading each."""
     import decord
 
-    from stark.platform.clips import open_clip, read_frames
+    from stark.platform.ingest.clips import open_clip, read_frames
 
     wanted = []
     for i in range(samples):

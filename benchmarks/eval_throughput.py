@@ -22,10 +22,11 @@ import torch
 from stark.model.inference import inference_copy
 from stark.model.stark import build_stark
 from stark.model.summary import count_flops
-from stark.platform.config import load_config
-from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
-from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.tracker import TrackerSettings
+from stark.platform.experiment import load_config
+from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.config import EvalConfig
+from stark.platform.ingest.synthetic import make_sequences, write_got10k
+from stark.platform.track.config import TrackerSettings
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import torch
 from stark.model.inference import inference_copy
 from stark.model.stark import build_stark
 from stark.model.summary import cache_templates, count_flops, example_inputs
-from stark.platform.config import load_config
+from stark.platform.experiment import load_config
 
 
 def time_interleaved(steps: dict, runs: int, warmup: int) -> dict[str, float]:

@@ -21,13 +21,14 @@ import time
 import numpy as np
 
 from ceiling import ceiling_line
-from stark.platform import metrics as M
-from stark.platform.config import load_config
-from stark.platform.eval_report import score_auc
-from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
+from stark.platform.evaluate import metrics as M
+from stark.platform.experiment import load_config
+from stark.platform.evaluate.report import score_auc
+from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
-from stark.platform.synthetic import iter_sequences, write_got10k
-from stark.platform.tracker import resolve_tracker_settings
+from stark.platform.ingest.synthetic import iter_sequences, write_got10k
+from stark.platform.track.config import resolve_tracker_settings
 
 
 def main() -> None:

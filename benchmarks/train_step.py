@@ -5,8 +5,8 @@
 
 Three loops train stage 1 of the same model (same seed, same initial weights, same `train_step`):
 - bare PyTorch: a `for` loop over batches already in memory;
-- Ray Train, pre-built batches: `stark train`'s worker function (`train_worker.train_loop_per_worker`,
-  via `train_run.fit_stage`) on 1 worker, fed the same batches from a materialised Ray Dataset
+- Ray Train, pre-built batches: `stark train`'s worker function (`train.worker.train_loop_per_worker`,
+  via `train.trainer.fit_stage`) on 1 worker, fed the same batches from a materialised Ray Dataset
   through `get_dataset_shard` / `iter_torch_batches` - the overhead of Ray Train + Ray Data iteration;
 - Ray Train, Ray Data stream: the same worker fed by the real training stream (clips decoded and
   cropped by `data.decode_actors` actors while it trains) - its data-wait fraction says whether the
@@ -31,19 +31,19 @@ import torch
 
 from stark.model.losses import build_loss
 from stark.model.stark import build_stark
-from stark.platform.config import load_config
-from stark.platform.frame_index import load_frame_index
-from stark.platform.train_run import RunPaths
-from stark.platform.train_stream import StageStream
-from stark.platform.training import build_optimizer, make_grad_scaler, train_step
+from stark.platform.experiment import load_config
+from stark.platform.data.frame_index import load_frame_index
+from stark.platform.train.run_layout import RunPaths
+from stark.platform.train.stream import StageStream
+from stark.platform.train.step import build_optimizer, make_grad_scaler, train_step
 
 SEED, STAGE = 0, 1
 
 
 def make_data(work: str, cfg) -> str:
     """Synthetic GOT-10k sequences, ingested into clips + manifest; returns the ingest folder."""
-    from stark.platform.ingest import ingest
-    from stark.platform.synthetic import write_demo_dataset
+    from stark.platform.ingest.run import ingest
+    from stark.platform.ingest.synthetic import write_demo_dataset
 
     write_demo_dataset(f"{work}/src", "got10k", num_sequences=6, num_frames=60, size=(320, 240), seed=SEED)
     ingest(f"{work}/src", f"{work}/data", cfg.ingest, out=io.StringIO())
@@ -51,7 +51,7 @@ def make_data(work: str, cfg) -> str:
 
 
 def prebuilt_batches(manifest: str, cfg, steps: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
-    from stark.platform.data_stream import build_training_stream
+    from stark.platform.data.stream import build_training_stream
 
     ds = build_training_stream([manifest], cfg.data, cfg.model, STAGE, 0, SEED)
     columns = ("template", "template_mask", "search", "search_mask", "search_box", "label")
@@ -77,7 +77,8 @@ def bare_loop(cfg, batches, threads: int) -> float:
 
 def ray_loop(cfg, work: str, name: str, dataset, end_sample: int) -> dict:
     """Run `stark train`'s worker function for one stage on 1 Ray Train worker; its final metrics."""
-    from stark.platform.train_run import RunPaths, fit_stage
+    from stark.platform.train.trainer import fit_stage
+    from stark.platform.train.run_layout import RunPaths
 
     cfg.name = name
     paths = RunPaths.for_config(f"{work}/runs", name)

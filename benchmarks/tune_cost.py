@@ -19,11 +19,13 @@ import numpy as np
 import torch
 
 from stark.model.stark import build_stark
-from stark.platform.config import load_config
-from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
-from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.tracker import TrackerSettings
-from stark.platform.tuning import TuneConfig, best_setting, compute_bases, run_search, trial_table
+from stark.platform.experiment import load_config
+from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.config import EvalConfig
+from stark.platform.ingest.synthetic import make_sequences, write_got10k
+from stark.platform.track.config import TrackerSettings
+from stark.platform.tune.search import best_setting, compute_bases, run_search, trial_table
+from stark.platform.tune.config import TuneConfig
 
 
 def grid(k: int) -> tuple[list[int], list[float]]:

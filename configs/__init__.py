@@ -1,1 +1,1 @@
-"""Shipped YAML presets (data only); load them with stark.platform.config.load_config(NAME)."""
+"""Shipped YAML presets (data only); load them with stark.platform.experiment.load_config(NAME)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stark.platform.config import ConfigError, load_config
+from stark.platform.experiment import ConfigError, load_config
 
 
 class JobArgumentParser(argparse.ArgumentParser):
@@ -45,7 +45,7 @@ def use_tracking_uri(cfg) -> str:
     then the embedded sqlite file) and return it; model URIs like models:/stark@champion resolve there."""
     import mlflow
 
-    from stark.platform.tracking import resolve_tracking_uri
+    from stark.platform.mlflow_runs import resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.mlflow)
     mlflow.set_tracking_uri(uri)
@@ -56,7 +56,7 @@ def registry_tracking_uri(cfg) -> str:
     """The tracking URI a registry command talks to; a server that is down fails it in seconds, not minutes."""
     import os
 
-    from stark.platform.tracking import resolve_tracking_uri
+    from stark.platform.mlflow_runs import resolve_tracking_uri
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     return resolve_tracking_uri(cfg.mlflow)
@@ -65,7 +65,7 @@ def registry_tracking_uri(cfg) -> str:
 def run_registry_call(call, tracking_uri: str):
     """(call(), 0), or (None, exit code) after one 'error:' line: 2 for bad input (ValueError),
     1 for a registry refusal or any MLflow/network failure (nothing half-changed is left by the callers)."""
-    from stark.platform.registry import RegistryError, explain_mlflow_error
+    from stark.platform.registry.versions import RegistryError, explain_mlflow_error
 
     try:
         return call(), 0

@@ -19,10 +19,10 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     cfg = config_from_args(args)
 
     use_tracking_uri(cfg)
-    from stark.platform.eval_report import write_report
-    from stark.platform.evaluation import load_sequences, pack_model, track_sequences
+    from stark.platform.evaluate.report import write_report
+    from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
     from stark.platform.model_loading import load_model
-    from stark.platform.tracker import resolve_tracker_settings
+    from stark.platform.track.config import resolve_tracker_settings
 
     try:
         loaded = load_model(args.model, cfg.model, cfg.storage)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     else:
         import mlflow
 
-        from stark.platform.config import flatten, to_dict
+        from stark.platform.experiment import flatten, to_dict
 
         mlflow.set_experiment("stark-evaluate")
         with mlflow.start_run(run_name=f"evaluate-{benchmark}") as run:

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None, prog: str = "stark ingest") -> int:
     if args.layout:
         cfg.ingest.layout = args.layout
 
-    from stark.platform.ingest import ingest
-    from stark.platform.sequences import InvalidInputError
+    from stark.platform.ingest.run import ingest
+    from stark.platform.ingest.sources import InvalidInputError
 
     try:
         report = ingest(args.src, args.dest, cfg.ingest, cfg.storage)

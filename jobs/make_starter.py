@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_s
     from mlflow import MlflowClient
 
     from stark.platform.checkpoint import make_checkpoint
-    from stark.platform.config import to_dict
+    from stark.platform.experiment import to_dict
     from stark.platform.model_loading import load_model
     from stark.platform.starter import starter_folder
-    from stark.platform.train_run import RunPaths
+    from stark.platform.train.run_layout import RunPaths
 
     work = Path(cfg.pipeline.workdir).resolve()
     effective = config_from_args(parser.parse_args(["--config", str(work / "pipeline-config.yaml")]))

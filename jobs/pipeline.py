@@ -15,7 +15,7 @@ from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
 
 class Pipeline:
     def __init__(self, cfg, config_path: Path, user_manifests: bool):
-        from stark.platform.tracking import resolve_tracking_uri
+        from stark.platform.mlflow_runs import resolve_tracking_uri
 
         self.cfg, self.p = cfg, cfg.pipeline
         self.work = Path(self.p.workdir).resolve()
@@ -64,7 +64,7 @@ class Pipeline:
         return self.val_data, self.p.val_split
 
     def final_checkpoint(self, stage: int) -> str:
-        from stark.platform.train_run import RunPaths
+        from stark.platform.train.run_layout import RunPaths
 
         return RunPaths.for_config(self.cfg.train.storage_path, self.cfg.name).final(stage)
 
@@ -88,7 +88,7 @@ class Pipeline:
 
     # --- steps --------------------------------------------------------------------------------------
     def step_data(self) -> None:
-        from stark.platform.synthetic import iter_sequences, write_got10k
+        from stark.platform.ingest.synthetic import iter_sequences, write_got10k
 
         if not self.demo_data:
             self.begin("data", f"using {self.p.source or self.cfg.data.manifests}")
@@ -116,7 +116,7 @@ class Pipeline:
     def step_ingest(self) -> None:
         from stark.jobs.ingest import main as ingest_main
         from stark.platform import storage
-        from stark.platform.manifest import manifest_uri
+        from stark.platform.ingest.manifest import manifest_uri
 
         if self.user_manifests and not self.p.source:
             self.begin("ingest", "data.manifests given: nothing to ingest")
@@ -155,7 +155,7 @@ class Pipeline:
 
     def step_register(self) -> None:
         from stark.jobs.register import register
-        from stark.platform.registry import client_for
+        from stark.platform.registry.versions import client_for
 
         checkpoint = self.tuned_model()
         digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
@@ -177,9 +177,9 @@ class Pipeline:
         print(f"    models:/{name}/{self.version}")
 
     def step_promote(self) -> None:
-        from stark.platform.evaluation import load_sequences
-        from stark.platform.promotion import promote
-        from stark.platform.registry import client_for
+        from stark.platform.evaluate.runner import load_sequences
+        from stark.platform.registry.promotion import promote
+        from stark.platform.registry.versions import client_for
 
         name = self.cfg.registry.model_name
         version = getattr(self, "version", None) or self._latest_version()
@@ -198,7 +198,7 @@ class Pipeline:
         print(f"    {'PROMOTED' if outcome.decision.promote else 'not promoted'}: {outcome.decision.reason}")
 
     def _latest_version(self) -> str:
-        from stark.platform.registry import client_for
+        from stark.platform.registry.versions import client_for
 
         versions = client_for(self.tracking_uri).search_model_versions(f"name = '{self.cfg.registry.model_name}'")
         if not versions:
@@ -209,7 +209,7 @@ class Pipeline:
         """The model the pipeline has produced so far: the champion, else the tuned checkpoint, else the
         last trained stage's checkpoint; None before training."""
         from stark.platform import storage
-        from stark.platform.registry import alias_version, client_for
+        from stark.platform.registry.versions import alias_version, client_for
 
         name = self.cfg.registry.model_name
         if "register" in self.p.steps or "promote" in self.p.steps:
@@ -223,7 +223,7 @@ class Pipeline:
 
     def step_track(self) -> None:
         from stark.jobs.track import main as track_main
-        from stark.platform.synthetic import encode_video_file, make_sequences
+        from stark.platform.ingest.synthetic import encode_video_file, make_sequences
 
         out = self.work / "track"
         video, box = self.p.video, self.p.video_box
@@ -250,11 +250,11 @@ class Pipeline:
         on the promotion sequences (unseen in training and, on the demo data, in tuning)."""
         import numpy as np
 
-        from stark.platform import metrics as M
-        from stark.platform.eval_report import PROTOCOLS, score_auc
-        from stark.platform.evaluation import load_sequences, pack_model, track_sequences
+        from stark.platform.evaluate import metrics as M
+        from stark.platform.evaluate.report import PROTOCOLS, score_auc
+        from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
         from stark.platform.model_loading import load_model
-        from stark.platform.tracker import resolve_tracker_settings
+        from stark.platform.track.config import resolve_tracker_settings
 
         model = self.served_model()
         minutes = (time.monotonic() - self.started) / 60
@@ -315,7 +315,7 @@ class Pipeline:
 
         import numpy as np
 
-        from stark.platform.metrics import box_iou_xywh
+        from stark.platform.evaluate.metrics import box_iou_xywh
 
         seq, boxes_file = self.demo_video, self.work / "track" / "boxes.csv"
         if seq is None or not boxes_file.exists():
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
 
     import dataclasses
 
-    from stark.platform.config import dump_yaml
+    from stark.platform.experiment import dump_yaml
 
     work = Path(cfg.pipeline.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
     cfg = config_from_args(args)
 
     use_tracking_uri(cfg)
-    from stark.platform.evaluation import load_sequences
-    from stark.platform.promotion import promote
+    from stark.platform.evaluate.runner import load_sequences
+    from stark.platform.registry.promotion import promote
 
     tracking_uri = registry_tracking_uri(cfg)
 

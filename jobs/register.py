@@ -16,8 +16,8 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
 
     from stark.platform.checkpoint import make_checkpoint, save_checkpoint
     from stark.platform.model_loading import load_model
-    from stark.platform.registry import register_checkpoint, version_tags
-    from stark.platform.tracking import resolve_tracking_uri
+    from stark.platform.registry.versions import register_checkpoint, version_tags
+    from stark.platform.mlflow_runs import resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(cfg.mlflow)
     import mlflow
@@ -29,10 +29,10 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
                                                    tracker=loaded.tracker, source=checkpoint)
     scores, benchmark, hash_ = None, None, None
     if eval_data:
-        from stark.platform.tracker import resolve_tracker_settings
-        from stark.platform.eval_report import score_results
-        from stark.platform.evaluation import load_sequences, pack_model, track_sequences
-        from stark.platform.promotion import data_hash
+        from stark.platform.track.config import resolve_tracker_settings
+        from stark.platform.evaluate.report import score_results
+        from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+        from stark.platform.registry.promotion import data_hash
 
         sequences = load_sequences(eval_data, cfg.storage, split)
         benchmark = cfg.evaluate.benchmark or sequences[0].dataset

@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None, prog: str = "stark rollback") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    from stark.platform.promotion import rollback
+    from stark.platform.registry.promotion import rollback
 
     tracking_uri = registry_tracking_uri(cfg)
     _, code = run_registry_call(lambda: rollback(tracking_uri, cfg.registry), tracking_uri)

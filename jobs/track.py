@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     cfg = config_from_args(args)
 
     use_tracking_uri(cfg)
-    from stark.platform.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
-    from stark.platform.clips import ClipEncoder, EncodeSettings
-    from stark.platform.evaluation import AMP_DTYPES
-    from stark.platform.tracker import resolve_tracker_settings
-    from stark.platform.frames import VideoFrames, open_frames
+    from stark.platform.track.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
+    from stark.platform.ingest.clips import ClipEncoder, EncodeSettings
+    from stark.platform.precision import AMP_DTYPES
+    from stark.platform.track.config import resolve_tracker_settings
+    from stark.platform.track.frames import VideoFrames, open_frames
     from stark.platform.model_loading import load_model
-    from stark.platform.results import atomic_write_bytes
-    from stark.platform.tracker import StarkTracker
+    from stark.platform.storage import write_file_atomic
+    from stark.platform.track.tracker import StarkTracker
 
     video = Path(args.video)
     out_dir = Path(args.out or f"{video.stem or video.name}-track")
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
         written += 1
         bar.update(written)
     wall = time.perf_counter() - start
-    csv_path = atomic_write_bytes(out_dir / "boxes.csv", boxes_csv(np.array(boxes), np.array(scores)))
-    video_path = atomic_write_bytes(out_dir / "tracked.mp4", encoder.finish())
+    csv_path = write_file_atomic(out_dir / "boxes.csv", boxes_csv(np.array(boxes), np.array(scores)))
+    video_path = write_file_atomic(out_dir / "tracked.mp4", encoder.finish())
     print(f"\ndone: {written} frames in {wall:.1f}s ({written / wall:.1f} frames/s); "
           f"dynamic template updated at {state.updates or 'no frame'}")
     print(f"  boxes          {csv_path}\n  annotated      {video_path}")

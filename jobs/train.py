@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from stark.jobs.args import config_from_args, job_parser
 
 if TYPE_CHECKING:
-    from stark.platform.tracking import JobRuns
-    from stark.platform.train_run import RunPaths
+    from stark.platform.mlflow_runs import JobRuns
+    from stark.platform.train.run_layout import RunPaths
 
 
 class TrainSetupError(ValueError):
@@ -77,11 +77,11 @@ def check_setup(cfg) -> Plan:
     """Everything that can be checked without Ray: stages vs model, manifests, starting weights, and
     that an existing run in the same folder was trained with the same model."""
     from stark.platform import storage
-    from stark.platform.manifest import manifest_uri
+    from stark.platform.ingest.manifest import manifest_uri
     from stark.platform.model_loading import MLFLOW_SCHEMES
-    from stark.platform.tracking import resolve_tracking_uri
+    from stark.platform.mlflow_runs import resolve_tracking_uri
     from stark.platform.starter import resolve_starter
-    from stark.platform.train_run import RunPaths
+    from stark.platform.train.run_layout import RunPaths
 
     t = cfg.train
     if 2 in t.stages and cfg.model.variant != "ST":
@@ -123,7 +123,7 @@ def _check_same_model(cfg, paths) -> None:
     import yaml
 
     from stark.platform import storage
-    from stark.platform.config import flatten, to_dict
+    from stark.platform.experiment import flatten, to_dict
 
     if not storage.exists(paths.config_yaml, cfg.storage):
         return
@@ -145,10 +145,10 @@ def run_job(cfg, plan: Plan, job: JobState) -> None:
     import yaml
 
     from stark.platform import storage
-    from stark.platform.config import flatten
-    from stark.platform.frame_index import load_frame_index
-    from stark.platform.tracking import JobRuns
-    from stark.platform.train_run import plain_config
+    from stark.platform.experiment import flatten
+    from stark.platform.data.frame_index import load_frame_index
+    from stark.platform.mlflow_runs import JobRuns
+    from stark.platform.train.run_layout import plain_config
 
     paths = plan.paths
     config_dict = plain_config(cfg)
@@ -185,9 +185,10 @@ def run_job(cfg, plan: Plan, job: JobState) -> None:
 def run_stage(cfg, stage: int, plan: Plan, runs, index_ref, worker_storage: dict) -> StageSummary:
     from stark.platform import storage
     from stark.platform.storage import StorageConfig
-    from stark.platform.train_run import fit_stage, latest_result
-    from stark.platform.train_stream import StageStream
-    from stark.platform.training import SamplerState, remaining_steps, stage_end_sample
+    from stark.platform.train.trainer import fit_stage
+    from stark.platform.train.run_layout import latest_result
+    from stark.platform.train.stream import StageStream
+    from stark.platform.train.step import SamplerState, remaining_steps, stage_end_sample
 
     t, paths = cfg.train, plan.paths
     stage_dir = paths.stage_dir(stage)

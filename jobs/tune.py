@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     cfg = config_from_args(args)
 
     use_tracking_uri(cfg)
-    from stark.platform.evaluation import load_sequences, pack_model
+    from stark.platform.evaluate.runner import load_sequences, pack_model
     from stark.platform.model_loading import load_model
-    from stark.platform.tune_report import write_tune_report
-    from stark.platform.tuning import compute_bases, resolve_metric, run_search
+    from stark.platform.tune.report import write_tune_report
+    from stark.platform.tune.search import compute_bases, resolve_metric, run_search
 
     try:
         loaded = load_model(args.model, cfg.model, cfg.storage)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     start = time.perf_counter()
     bases = None
     if cfg.tune.reuse:
-        from stark.platform.tune_report import load_or_compute_bases
+        from stark.platform.tune.report import load_or_compute_bases
 
         bases = load_or_compute_bases(out_dir / "bases.pt",
                                       lambda: compute_bases(packed, sequences, cfg.evaluate, cfg.storage))

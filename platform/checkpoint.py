@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from stark.platform import storage
+from . import storage
 
 CHECKPOINT_FORMAT = "stark-platform/1"
 
@@ -24,9 +24,13 @@ def is_platform_checkpoint(content: Any) -> bool:
     return isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP wrapper (DDP keeps it in `.module`), or the model itself."""
+    return getattr(model, "module", model)
+
+
 def make_checkpoint(model: torch.nn.Module, config: dict, tracker: dict | None = None, **state: Any) -> dict:
-    unwrapped = getattr(model, "module", model)  # DDP wraps the model in .module
-    return {"format": CHECKPOINT_FORMAT, "model": unwrapped.state_dict(), "config": config, "tracker": tracker,
+    return {"format": CHECKPOINT_FORMAT, "model": unwrap(model).state_dict(), "config": config, "tracker": tracker,
             **state}
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from stark.model.config import BackboneConfig, HeadConfig, ModelConfig, TransformerConfig
-from stark.model.official import is_release_file, official_state_dict_to_ours, read_release_file
-from stark.model.stark import STARK, build_stark
-from stark.platform import storage
-from stark.platform.checkpoint import is_platform_checkpoint, read_checkpoint_bytes
-from stark.platform.config import from_dict
-from stark.platform.starter import resolve_starter
+from ..model.config import BackboneConfig, HeadConfig, ModelConfig, TransformerConfig
+from ..model.official import is_release_file, official_state_dict_to_ours, read_release_file
+from ..model.stark import STARK, build_stark
+from . import storage
+from .checkpoint import is_platform_checkpoint, read_checkpoint_bytes
+from .experiment import from_dict
+from .starter import resolve_starter
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 CHECKPOINT_FILE = "checkpoint.pt"  # name of the platform checkpoint inside an MLflow model's artifacts

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -117,6 +118,13 @@ def write_bytes_atomic(uri: str, data: bytes, cfg: StorageConfig | None = None) 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_file_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """A local file written as `write_bytes_atomic` writes any object (temp file beside it, then a rename);
+    returns its path. For the result files, tables and plots a job leaves in a local folder."""
+    write_bytes_atomic(os.fspath(path), data)
+    return Path(path)
 
 
 def remove(uri: str, cfg: StorageConfig | None = None) -> None:

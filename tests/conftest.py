@@ -161,7 +161,7 @@ def random_checkpoint(tmp_path_factory):
 
     from stark.model.stark import build_stark
     from stark.platform.checkpoint import make_checkpoint, save_checkpoint
-    from stark.platform.config import load_config, to_dict
+    from stark.platform.experiment import load_config, to_dict
 
     cfg = load_config("stark_tiny")
     torch.manual_seed(1)
@@ -173,7 +173,7 @@ def random_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def val_tree(tmp_path_factory):
     """A GOT-10k tree with a val split of 6 generated sequences (different scenes from training)."""
-    from stark.platform.synthetic import make_sequences, write_got10k
+    from stark.platform.ingest.synthetic import make_sequences, write_got10k
 
     root = tmp_path_factory.mktemp("got10k_val")
     names = [f"GOT-10k_Val_{i:06d}" for i in range(1, 7)]
@@ -189,10 +189,11 @@ def own_track_tree(tmp_path_factory, val_tree):
     specifications of the promotion gate that must not hang on how well a tiny model trains."""
     import shutil
 
-    from stark.platform.config import load_config
-    from stark.platform.evaluation import EvalConfig, load_sequences, pack_model, track_sequences
+    from stark.platform.experiment import load_config
+    from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+    from stark.platform.evaluate.config import EvalConfig
     from stark.platform.model_loading import load_model
-    from stark.platform.tracker import resolve_tracker_settings
+    from stark.platform.track.config import resolve_tracker_settings
 
     made: dict[str, Path] = {}
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from stark.platform.data_config import DataConfig
-from stark.platform.frame_index import FrameIndex, build_frame_index
-from stark.platform.manifest import ClipRecord
-from stark.platform.sampling import CropGeometry
+from stark.platform.data.config import DataConfig
+from stark.platform.data.frame_index import FrameIndex, build_frame_index
+from stark.platform.ingest.manifest import ClipRecord
+from stark.platform.data.sampling import CropGeometry
 
 ST = CropGeometry(template_size=128, search_size=320, template_factor=2.0, search_factor=5.0, num_templates=2)
 S = CropGeometry(template_size=128, search_size=320, template_factor=2.0, search_factor=5.0, num_templates=1)

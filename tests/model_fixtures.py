@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from stark.model.config import ModelConfig
-from stark.platform.config import load_config
+from stark.platform.experiment import load_config
 
 
 def preset_model_config(name: str, **model_overrides) -> ModelConfig:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stark.platform.clips import EncodeSettings, encode_clip, open_clip, read_frames
-from stark.platform.data_config import IngestConfig
-from stark.platform.synthetic import make_sequence
+from stark.platform.ingest.clips import EncodeSettings, encode_clip, open_clip, read_frames
+from stark.platform.ingest.config import IngestConfig
+from stark.platform.ingest.synthetic import make_sequence
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

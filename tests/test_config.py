@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stark.platform.config import ConfigError, load_config, preset_names
+from stark.platform.experiment import ConfigError, load_config, preset_names
 
 
 def test_presets_ship_with_the_package():

@@ -19,13 +19,15 @@ import torch.nn.functional as F
 from model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
-from stark.platform.config import ConfigError, load_config, to_dict
+from stark.platform.experiment import ConfigError, load_config, to_dict
 from stark.platform.crop import (clip_box_xywh, crop_around_box, crop_window, official_crop_around_box,
                                  official_crop_window)
-from stark.platform.evaluation import EvalConfig, TrackingWorker, pack_model
+from stark.platform.evaluate.runner import TrackingWorker, pack_model
+from stark.platform.evaluate.config import EvalConfig
 from stark.platform.image_norm import IMAGENET_MEAN, IMAGENET_STD
 from stark.platform.model_loading import load_model
-from stark.platform.tracker import StarkTracker, TrackerSettings, resolve_tracker_settings
+from stark.platform.track.tracker import StarkTracker
+from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
 from test_official_checkpoint import official_state_dict, write_release_file
 
 HEIGHT, WIDTH = 90, 120

@@ -7,15 +7,15 @@ import io
 import numpy as np
 import pytest
 
-from stark.platform.config import load_config
-from stark.platform.data_config import IngestConfig
-from stark.platform.data_stream import FrameDecoder, build_training_stream, crop_geometry
-from stark.platform.frame_index import load_frame_index
-from stark.platform.ingest import ingest
-from stark.platform.processing import IMAGENET_MEAN, IMAGENET_STD, process_sample
-from stark.platform.sampling import make_sample_spec
-from stark.platform.sequences import read_image
-from stark.platform.synthetic import write_demo_dataset
+from stark.platform.experiment import load_config
+from stark.platform.ingest.config import IngestConfig
+from stark.platform.data.stream import FrameDecoder, build_training_stream, crop_geometry
+from stark.platform.data.frame_index import load_frame_index
+from stark.platform.ingest.run import ingest
+from stark.platform.data.processing import IMAGENET_MEAN, IMAGENET_STD, process_sample
+from stark.platform.data.sampling import make_sample_spec
+from stark.platform.ingest.sources import read_image
+from stark.platform.ingest.synthetic import write_demo_dataset
 
 pytestmark = pytest.mark.slow
 SAMPLES = 48
@@ -81,7 +81,7 @@ def test_streamed_samples_match_crops_cut_from_the_source_jpegs(stage_one, datas
     """Decoded-from-S3 crops vs the same crops cut from the original JPEG files: same samples, PSNR >= 35 dB."""
     index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
     geometry = crop_geometry(cfg.model)
-    from stark.platform.manifest import read_records
+    from stark.platform.ingest.manifest import read_records
 
     folders = {f"{r.dataset}/{r.split}/{r.sequence_id}": r.source_path for r in read_records(dataset)}
     for i in range(0, SAMPLES, 6):

@@ -12,12 +12,14 @@ import torch
 from model_fixtures import preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
-from stark.platform.eval_report import score_auc, score_labels
-from stark.platform.evaluation import (EvalConfig, EvalSequence, FramesRef, load_sequences, pack_model,
-                                       track_sequences, worker_chunks)
-from stark.platform.results import check_got10k_results, read_got10k_results
-from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.tracker import TrackerSettings, TrackResult, resolve_tracker_settings
+from stark.platform.evaluate.report import score_auc, score_labels
+from stark.platform.evaluate.runner import (EvalSequence, FramesRef, load_sequences, pack_model, track_sequences,
+                                            worker_chunks)
+from stark.platform.evaluate.config import EvalConfig
+from stark.platform.evaluate.results import check_got10k_results, read_got10k_results
+from stark.platform.ingest.synthetic import make_sequences, write_got10k
+from stark.platform.track.tracker import TrackResult
+from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
 from test_official_checkpoint import official_state_dict, write_release_file
 
 

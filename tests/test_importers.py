@@ -7,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from stark.platform.clips import EncodeSettings
-from stark.platform.footage import fit_to_frame_count
-from stark.platform.importers import detect_layout, read_source
-from stark.platform.ingest_sequence import ClipSettings, ingest_sequence
-from stark.platform.sequences import InvalidInputError
-from stark.platform.synthetic import write_demo_dataset
+from stark.platform.ingest.clips import EncodeSettings
+from stark.platform.ingest.footage import fit_to_frame_count
+from stark.platform.ingest.importers import detect_layout, read_source
+from stark.platform.ingest.sequence_clips import ClipSettings, ingest_sequence
+from stark.platform.ingest.sources import InvalidInputError
+from stark.platform.ingest.synthetic import write_demo_dataset
 
 SMALL = dict(num_sequences=3, num_frames=30, size=(160, 120), num_test=1)
 

@@ -7,7 +7,7 @@ from stark.model.config import ModelConfig
 from stark.model.frozen_batchnorm import FrozenBatchNorm2d
 from stark.model.inference import fold_batchnorms, fold_conv_bn, inference_copy
 from stark.model.stark import build_stark
-from stark.platform.config import load_config
+from stark.platform.experiment import load_config
 
 
 def _with_nontrivial_norms(model: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from stark.jobs.cli import COMMANDS
-from stark.platform.config import load_config, preset_names
+from stark.platform.experiment import load_config, preset_names
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "infra" / "k8s"

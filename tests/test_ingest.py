@@ -14,13 +14,13 @@ import pytest
 
 from stark.jobs.ingest import main as ingest_main
 from stark.platform import storage
-from stark.platform.clips import open_clip, read_frames
-from stark.platform.data_config import IngestConfig
-from stark.platform.ingest import ingest
-from stark.platform.manifest import read_manifest, read_records
-from stark.platform.sequences import read_image
+from stark.platform.ingest.clips import open_clip, read_frames
+from stark.platform.ingest.config import IngestConfig
+from stark.platform.ingest.run import ingest
+from stark.platform.ingest.manifest import read_manifest, read_records
+from stark.platform.ingest.sources import read_image
 from stark.platform.storage import StorageConfig
-from stark.platform.synthetic import write_demo_dataset
+from stark.platform.ingest.synthetic import write_demo_dataset
 
 pytestmark = pytest.mark.slow
 SMALL = dict(num_sequences=3, num_frames=30, size=(160, 120), num_test=1)

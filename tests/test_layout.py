@@ -6,7 +6,9 @@ shadowing folder would break all three.
 """
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,12 +28,22 @@ def run_python(args: list[str], cwd: Path, extra_path: Path | None = None) -> su
 
 
 PROBE = ("import platform, sys; print(platform.__file__); print(platform.system()); "
-         "import stark.model.stark, stark.platform.config; print(stark.platform.config.__file__)")
+         "import stark.model.stark, stark.platform.experiment, stark.platform.train.worker; "
+         "print(stark.platform.experiment.__file__)")
 
 
 def test_platform_folder_is_not_a_regular_package(repo_root):
     assert (repo_root / "platform").is_dir()
     assert not (repo_root / "platform" / "__init__.py").exists()
+
+
+def test_every_stage_folder_under_platform_is_a_regular_package_listed_for_the_wheel(repo_root):
+    listed = set(re.findall(r'"(stark\.platform\.\w+)"', (repo_root / "pyproject.toml").read_text()))
+    stages = sorted(p for p in (repo_root / "platform").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert {p.name for p in stages} >= {"ingest", "data", "train", "track", "evaluate", "tune", "registry"}
+    for stage in stages:
+        assert (stage / "__init__.py").is_file(), stage
+        assert f"stark.platform.{stage.name}" in listed, stage
 
 
 def test_under_pytest_platform_is_the_standard_module():
@@ -87,3 +99,78 @@ def test_the_repo_as_a_ray_job_working_dir_keeps_workers_alive(repo_root):
     assert Path(platform_file).resolve().parent == STDLIB and system
     # the worker really runs inside the uploaded repo, with it on sys.path
     assert (Path(cwd) / "platform").is_dir() and cwd in path
+
+
+# --- no import loops inside stark.platform -------------------------------------------------------------
+def module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module is imported: top-level statements, and those under a top-level
+    `if` / `try` (lazy imports inside functions run later and cannot form a loop at import time)."""
+    found, pending = [], list(tree.body)
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, (ast.If, ast.Try)):
+            pending += node.body + node.orelse + getattr(node, "finalbody", [])
+            pending += [stmt for handler in getattr(node, "handlers", []) for stmt in handler.body]
+    return found
+
+
+def platform_import_graph(repo_root: Path) -> dict[str, set[str]]:
+    """stark.platform module -> the stark.platform modules it imports at module level."""
+    folder = repo_root / "platform"
+    modules = {}
+    for path in sorted(folder.rglob("*.py")):
+        parts = ("stark", "platform", *path.relative_to(folder).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        modules[name] = (path, parts[:-1] if is_package else parts[:-1])
+    graph = {}
+    for name, (path, package) in modules.items():
+        edges = set()
+        for node in module_level_imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(list(package[:len(package) - node.level + 1]) + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_stark_platform_has_no_import_cycle(repo_root):
+    graph = platform_import_graph(repo_root)
+    assert "stark.platform.experiment" in graph and "stark.platform.train.worker" in graph
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_names_a_loop():
+    """The control: the finder does report a loop when there is one."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stark.platform.metrics import (BENCHMARK_PROTOCOLS, CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS,
+from stark.platform.evaluate.metrics import (BENCHMARK_PROTOCOLS, CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS,
                                     OVERLAP_THRESHOLDS, aggregate, box_iou_xywh, center_error_xywh,
                                     roc_auc, sequence_metrics)
 

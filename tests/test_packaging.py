@@ -14,7 +14,8 @@ def test_wheel_holds_the_namespace_and_never_a_top_level_platform(tmp_path, repo
                     str(repo_root)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("stark_platform-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "stark/model/stark.py" in names and "stark/platform/config.py" in names
+    assert "stark/model/stark.py" in names and "stark/platform/experiment.py" in names
+    assert "stark/platform/train/worker.py" in names and "stark/platform/ingest/__init__.py" in names
     assert "stark/jobs/cli.py" in names and "stark/configs/stark_st50.yaml" in names
     assert not any(n.startswith(("platform/", "model/", "jobs/")) for n in names)
     assert "stark/platform/__init__.py" not in names

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stark.platform.metrics import aggregate, sequence_metrics
-from stark.platform.plots import plot_benchmark, plot_precision, plot_success
+from stark.platform.evaluate.metrics import aggregate, sequence_metrics
+from stark.platform.evaluate.plots import plot_benchmark, plot_precision, plot_success
 
 
 def split(protocol: str, shift: float, seed: int):

@@ -6,10 +6,10 @@ import math
 import numpy as np
 
 from stark.platform.crop import crop_around_box
-from stark.platform.data_config import DataConfig
-from stark.platform.processing import IMAGENET_MEAN, IMAGENET_STD, clip_box_to_crop, crop_target, process_sample
-from stark.platform.sampling import CropGeometry, CropSpec, SampleSpec, make_sample_spec
-from stark.platform.synthetic import make_sequence
+from stark.platform.data.config import DataConfig
+from stark.platform.data.processing import IMAGENET_MEAN, IMAGENET_STD, clip_box_to_crop, crop_target, process_sample
+from stark.platform.data.sampling import CropGeometry, CropSpec, SampleSpec, make_sample_spec
+from stark.platform.ingest.synthetic import make_sequence
 
 from data_fixtures import ST, three_sequence_index
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stark.platform.evaluation import EvalSequence, FramesRef
-from stark.platform.promotion import (OVERLAP_NONE, OVERLAP_NOT_TUNED, OVERLAP_SAME, OVERLAP_UNKNOWN,
+from stark.platform.evaluate.runner import EvalSequence, FramesRef
+from stark.platform.registry.promotion import (OVERLAP_NONE, OVERLAP_NOT_TUNED, OVERLAP_SAME, OVERLAP_UNKNOWN,
                                       comparison_table, decide, static_box_scores, tune_overlap)
-from stark.platform.registry import RegistryConfig
-from stark.platform.tuning import tuning_record
+from stark.platform.registry.config import RegistryConfig
+from stark.platform.tune.search import tuning_record
 
 CFG = RegistryConfig(margin=0.02)
 
@@ -130,10 +130,10 @@ def test_a_model_is_refused_where_the_static_box_is_better_and_promoted_where_it
     import mlflow
 
     from stark.jobs.register import register
-    from stark.platform.config import load_config
-    from stark.platform.evaluation import load_sequences
-    from stark.platform.promotion import promote
-    from stark.platform.registry import alias_version, client_for
+    from stark.platform.experiment import load_config
+    from stark.platform.evaluate.runner import load_sequences
+    from stark.platform.registry.promotion import promote
+    from stark.platform.registry.versions import alias_version, client_for
 
     monkeypatch.chdir(tmp_path)  # nothing MLflow writes may land in the repository
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from stark.platform.promotion import decide
-from stark.platform.registry import RegistryConfig
+from stark.platform.registry.promotion import decide
+from stark.platform.registry.config import RegistryConfig
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +45,13 @@ def promote(server, version, data, *overrides) -> subprocess.CompletedProcess:
 
 
 def champion(server) -> str | None:
-    from stark.platform.registry import alias_version, client_for
+    from stark.platform.registry.versions import alias_version, client_for
 
     return alias_version(client_for(server.url), MODEL, "champion")
 
 
 def version_tags(server, version) -> dict:
-    from stark.platform.registry import client_for
+    from stark.platform.registry.versions import client_for
 
     return client_for(server.url).get_model_version(MODEL, version).tags
 
@@ -80,7 +80,7 @@ def test_a_consistent_win_above_the_margin_is_promoted():
 
 
 def track_champion_video(server, tmp_path) -> None:
-    from stark.platform.synthetic import encode_video_file, make_sequences
+    from stark.platform.ingest.synthetic import encode_video_file, make_sequences
 
     seq = make_sequences(["clip"], 10, (160, 120), seed=9)[0]
     encode_video_file(str(tmp_path / "clip.mp4"), seq.frames, 25.0)
@@ -148,7 +148,7 @@ def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, 
     assert final in (a, b)
     tags = version_tags(mlflow_server, final)
     assert tags["stark.promotion.decision"] == "promoted"
-    from stark.platform.registry import alias_version, client_for
+    from stark.platform.registry.versions import alias_version, client_for
 
     previous = alias_version(client_for(mlflow_server.url), MODEL, "previous-champion")
     # the champion won against exactly the model it replaced (none if it was promoted first)

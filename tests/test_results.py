@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from stark.platform.metrics import aggregate, sequence_metrics
-from stark.platform.results import (SubmissionError, check_got10k_results, make_got10k_submission,
+from stark.platform.evaluate.metrics import aggregate, sequence_metrics
+from stark.platform.evaluate.results import (SubmissionError, check_got10k_results, make_got10k_submission,
                                     make_trackingnet_submission, read_box_file, read_got10k_results,
                                     read_lasot_results, read_trackingnet_results, write_box_file,
                                     write_got10k_results, write_lasot_results, write_metric_tables,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from data_fixtures import S, ST, sequence_records, three_sequence_index
-from stark.platform.data_config import DataConfig
-from stark.platform.frame_index import FrameIndex, build_frame_index
-from stark.platform.sampling import center_box, make_sample_spec
+from stark.platform.data.config import DataConfig
+from stark.platform.data.frame_index import FrameIndex, build_frame_index
+from stark.platform.data.sampling import center_box, make_sample_spec
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stark.platform import starter
-from stark.platform.config import ExperimentConfig, from_dict, load_config
+from stark.platform.experiment import ExperimentConfig, from_dict, load_config
 from stark.platform.model_loading import load_model
 
 

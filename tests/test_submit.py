@@ -28,7 +28,7 @@ import torch
 from model_fixtures import preset_model_config
 from stark.jobs import submit as submit_job
 from stark.model.stark import build_stark
-from stark.platform.synthetic import make_sequences, write_got10k
+from stark.platform.ingest.synthetic import make_sequences, write_got10k
 from test_official_checkpoint import official_state_dict, write_release_file
 
 
@@ -155,11 +155,12 @@ def test_s3_and_mlflow_settings_travel_with_the_job_but_local_file_settings_do_n
 def test_the_staged_package_is_one_regular_stark_package_that_wins_over_the_installed_one(tmp_path, repo_root):
     staged = submit_job.stage_package(tmp_path)
     assert staged == tmp_path / "stark" and (staged / "__init__.py").is_file()
-    for module in ("model/stark.py", "platform/config.py", "jobs/cli.py", "jobs/submit.py", "configs/stark_tiny.yaml"):
+    for module in ("model/stark.py", "platform/experiment.py", "platform/train/worker.py", "platform/ingest/__init__.py",
+                   "jobs/cli.py", "jobs/submit.py", "configs/stark_tiny.yaml"):
         assert (staged / module).is_file(), module
     assert not list(staged.rglob("__pycache__"))
     # what a Ray worker sees: the py_modules folder first on PYTHONPATH, the installed copy further down
-    probe = ("import platform, stark, stark.jobs.cli, stark.platform.config as c; "
+    probe = ("import platform, stark, stark.jobs.cli, stark.platform.experiment as c; "
              "print(stark.__file__); print(c.__file__); print(platform.system())")
     result = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120)

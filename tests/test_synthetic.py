@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stark.platform.synthetic import PHOTO_SPLITS, make_sequence, make_sequences, photo_split
+from stark.platform.ingest.synthetic import PHOTO_SPLITS, make_sequence, make_sequences, photo_split
 
 
 def test_photograph_splits_share_no_photograph():

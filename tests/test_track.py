@@ -10,10 +10,10 @@ import torch
 
 from stark.jobs.track import main as track_main
 from stark.model.stark import build_stark
-from stark.platform.annotate import draw_box, parse_box_argument
+from stark.platform.track.annotate import draw_box, parse_box_argument
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
-from stark.platform.config import load_config, to_dict
-from stark.platform.synthetic import encode_video_file, make_sequences
+from stark.platform.experiment import load_config, to_dict
+from stark.platform.ingest.synthetic import encode_video_file, make_sequences
 
 
 @pytest.fixture(scope="module")

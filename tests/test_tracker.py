@@ -8,7 +8,8 @@ import torch
 from model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 from stark.platform.crop import crop_around_box, crop_window
-from stark.platform.tracker import StarkTracker, TrackerSettings, should_update, track_many
+from stark.platform.track.tracker import StarkTracker, should_update, track_many
+from stark.platform.track.config import TrackerSettings
 
 
 def moving_square_frames(n: int, seed: int, size=(120, 160)) -> tuple[list[np.ndarray], np.ndarray]:

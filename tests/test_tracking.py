@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from stark.platform.config import ConfigError, load_config
-from stark.platform.tracking import MlflowConfig, resolve_tracking_uri
+from stark.platform.experiment import ConfigError, load_config
+from stark.platform.mlflow_runs import MlflowConfig, resolve_tracking_uri
 
 
 def test_the_config_uri_wins_over_the_environment(monkeypatch):
@@ -27,7 +27,7 @@ def test_the_old_file_store_is_refused_at_load_time():
 
 
 def test_an_embedded_store_keeps_artifacts_beside_its_database_not_in_the_working_folder(tmp_path, monkeypatch):
-    from stark.platform.tracking import JobRuns
+    from stark.platform.mlflow_runs import JobRuns
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "db").mkdir()

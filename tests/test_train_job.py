@@ -42,7 +42,7 @@ def ray_address():
 def manifest(tmp_path_factory, ray_address) -> str:
     """Four synthetic GOT-10k sequences, ingested with the real `stark ingest` into clips + manifest."""
     from stark.jobs.ingest import main as ingest_main
-    from stark.platform.synthetic import write_demo_dataset
+    from stark.platform.ingest.synthetic import write_demo_dataset
 
     root = tmp_path_factory.mktemp("train-data")
     write_demo_dataset(str(root / "src"), "got10k", num_sequences=4, num_frames=40, size=(160, 120), seed=0)
@@ -95,7 +95,7 @@ def stage_dir(folder: Path, stage: int) -> Path:
 def registered_step(folder: Path | str, stage: int) -> int:
     """Step of the stage's latest checkpoint registered with Ray Train (0 before the first); `folder` is
     the test folder (storage in <folder>/runs) or an s3:// storage path."""
-    from stark.platform.train_run import latest_result
+    from stark.platform.train.run_layout import latest_result
 
     where = f"{folder}/stark_tiny/stage{stage}" if str(folder).startswith("s3://") else str(stage_dir(folder, stage))
     result = latest_result(where, None)
@@ -181,10 +181,10 @@ def test_the_stage_stream_continues_across_epochs_sample_for_sample_as_the_epoch
     identical to what `build_training_stream` makes for those epochs."""
     import ray
 
-    from stark.platform.config import load_config
-    from stark.platform.data_stream import build_training_stream
-    from stark.platform.frame_index import load_frame_index
-    from stark.platform.train_stream import build_stage_stream
+    from stark.platform.experiment import load_config
+    from stark.platform.data.stream import build_training_stream
+    from stark.platform.data.frame_index import load_frame_index
+    from stark.platform.train.stream import build_stage_stream
 
     cfg = load_config("stark_tiny", ["data.samples_per_epoch=8", "data.decode_actors=1", "data.decode_batch_size=4"])
     index = load_frame_index([manifest], cfg.data, cfg.model.num_templates)

@@ -10,9 +10,9 @@ import torch
 from model_fixtures import crops
 from stark.model.losses import build_loss
 from stark.model.stark import build_stark
-from stark.platform.config import load_config, to_dict
+from stark.platform.experiment import load_config, to_dict
 from stark.platform.model_loading import from_content
-from stark.platform.training import (SamplerState, TrainingState, advance_schedule, build_optimizer,
+from stark.platform.train.step import (SamplerState, TrainingState, advance_schedule, build_optimizer,
                                      build_scheduler, final_checkpoint, make_grad_scaler, remaining_steps,
                                      restore_training, train_step, training_checkpoint)
 
@@ -171,7 +171,7 @@ def test_final_checkpoint_is_a_platform_checkpoint_that_load_model_reads():
 
 
 def test_box_iou_score_labels_keep_only_positives_whose_box_is_right():
-    from stark.platform.training import score_labels
+    from stark.platform.train.step import score_labels
 
     batch = {"label": torch.tensor([1.0, 1.0, 0.0]),
              "search_box": torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 3)}  # cxcywh

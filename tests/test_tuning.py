@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stark.platform.evaluation import EvalConfig, TrackingWorker, load_sequences, pack_model, track_sequences
-from stark.platform.tracker import TrackerSettings
-from stark.platform.tuning import (TuneConfig, TrialRow, best_setting, compute_bases, first_update_frame,
-                                   metric_value, run_search, summarize_search, track_chunk, trial_table)
+from stark.platform.evaluate.runner import TrackingWorker, load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.config import EvalConfig
+from stark.platform.track.config import TrackerSettings
+from stark.platform.tune.search import (TrialRow, best_setting, compute_bases, first_update_frame, metric_value,
+                                        run_search, summarize_search, track_chunk, trial_table)
+from stark.platform.tune.config import TuneConfig
 
 # thresholds where a box_iou score head's outputs are on these small sequences (its scores estimate P(IoU > 0.5))
 INTERVALS, THRESHOLDS = [2, 5, 9], [0.05, 0.15, 0.3]
@@ -135,9 +137,9 @@ def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_
 
     import mlflow
 
-    from stark.platform.config import load_config
+    from stark.platform.experiment import load_config
     from stark.platform.model_loading import load_model
-    from stark.platform.tune_report import write_tune_report
+    from stark.platform.tune.report import write_tune_report
 
     monkeypatch.chdir(tmp_path)  # anything MLflow puts in the working folder stays in tmp_path
     loaded = load_model(str(random_checkpoint))

@@ -17,13 +17,13 @@ import torch
 from stark.model.losses import build_loss
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
-from stark.platform.config import load_config, to_dict
-from stark.platform.data_stream import FrameDecoder, crop_geometry, make_batch
-from stark.platform.frame_index import load_frame_index
-from stark.platform.ingest import ingest
+from stark.platform.experiment import load_config, to_dict
+from stark.platform.data.stream import FrameDecoder, crop_geometry, make_batch
+from stark.platform.data.frame_index import load_frame_index
+from stark.platform.ingest.run import ingest
 from stark.platform.model_loading import load_model
-from stark.platform.synthetic import make_sequences, write_got10k
-from stark.platform.training import build_optimizer, make_grad_scaler, train_step
+from stark.platform.ingest.synthetic import make_sequences, write_got10k
+from stark.platform.train.step import build_optimizer, make_grad_scaler, train_step
 
 
 def train_tiny(workdir: Path, stage1_steps: int = 12, stage2_steps: int = 8, batch: int = 8,

@@ -1,0 +1,1 @@
+"""evaluate: track a split (spread over Ray), write result files, score with benchmark metrics, plot."""

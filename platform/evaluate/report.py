@@ -1,0 +1,148 @@
+"""What an evaluation leaves behind: result files in the benchmark's format, submission zips,
+metric tables, success/precision plots, the score head's ROC AUC (STARK-ST), and (when a run is
+active) the same in MLflow."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..storage import write_file_atomic
+from ..track.tracker import TrackResult
+from . import metrics as M, results as R
+from .plots import plot_benchmark
+from .runner import EvalSequence
+
+# footage has no official protocol: score it like LaSOT (OPE, absent frames count as failures)
+PROTOCOLS = {**M.BENCHMARK_PROTOCOLS, "footage": {"protocol": "ope", "absent_as_failure": True}}
+
+
+@dataclass
+class EvalReport:
+    benchmark: str
+    out_dir: Path
+    scores: dict[str, float]  # headline metrics (empty when no sequence has ground truth)
+    metrics: M.BenchmarkMetrics | None
+    files: dict[str, Path] = field(default_factory=dict)  # what was written, by role
+    num_sequences: int = 0
+    num_frames: int = 0
+    score_auc: float | None = None  # ROC AUC of the score for IoU > 0.5; None without scores (STARK-S)
+
+
+def write_result_files(benchmark: str, results: dict[str, TrackResult], root: Path) -> Path:
+    """One file (or folder) per sequence in the benchmark's own layout, under root/<benchmark>/."""
+    folder = root / benchmark
+    for name, result in results.items():
+        if benchmark == "got10k":
+            R.write_got10k_results(folder, name, result.boxes, result.seconds)
+        elif benchmark == "trackingnet":
+            R.write_trackingnet_results(folder, name, result.boxes)
+        else:  # lasot and footage share LaSOT's one-file-per-sequence layout
+            R.write_lasot_results(folder, name, result.boxes)
+    return folder
+
+
+def score_results(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
+                  absent_as_failure: bool | None = None) -> M.BenchmarkMetrics | None:
+    """Metrics over the sequences that carry ground truth; None if none does (test splits)."""
+    protocol = dict(PROTOCOLS[benchmark])
+    if absent_as_failure is not None:
+        protocol["absent_as_failure"] = absent_as_failure
+    per_sequence, attributes = {}, {}
+    for seq in sequences:
+        if not seq.has_groundtruth or seq.name not in results:
+            continue
+        result = results[seq.name]
+        per_sequence[seq.name] = M.sequence_metrics(result.boxes, seq.boxes_xywh, seq.visible,
+                                                    times_s=result.seconds, **protocol)
+        if seq.attributes:
+            attributes[seq.name] = seq.attributes
+    if not per_sequence:
+        return None
+    return M.aggregate(per_sequence, attributes or None)
+
+
+# A frame is "tracked" when its box overlaps the ground truth by more than this: GOT-10k's SR50 criterion,
+# and the label STARK's score head is meant to predict (stage 2 trains it on IoU-positive crops).
+SCORE_IOU_THRESHOLD = 0.5
+
+
+def score_labels(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [F], labels [F]): sigmoid(score) and IoU(predicted box, ground truth) > 0.5 over every frame
+    that has a score (not frame 0, not STARK-S), ground truth and a visible target with a proper box.
+    IoU is the plain one of the two boxes (no clipping to the image)."""
+    scores, labels = [], []
+    for seq in sequences:
+        if not seq.has_groundtruth or seq.name not in results:
+            continue
+        result = results[seq.name]
+        gt = np.asarray(seq.boxes_xywh, dtype=np.float64)
+        valid = (np.asarray(seq.visible, dtype=bool) & np.isfinite(gt).all(axis=1) & (gt[:, 2] > 0) & (gt[:, 3] > 0)
+                 & np.isfinite(result.scores))
+        if not valid.any():
+            continue
+        iou = M.box_iou_xywh(result.boxes[valid], gt[valid])  # [F_seq]
+        scores.append(np.asarray(result.scores, dtype=np.float64)[valid])
+        labels.append(iou > SCORE_IOU_THRESHOLD)
+    if not scores:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def score_auc(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> float:
+    """How well the score head tells tracked frames from lost ones: ROC AUC of sigmoid(score) for
+    IoU > 0.5, pooled over the frames `score_labels` keeps. NaN when there is no score (STARK-S, or
+    no frame beyond the first) or every frame is on one side of 0.5."""
+    scores, labels = score_labels(results, sequences)
+    return M.roc_auc(scores, labels) if len(scores) else float("nan")
+
+
+def write_report(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
+                 out_dir: str | Path, label: str = "STARK", absent_as_failure: bool | None = None,
+                 log_to_mlflow: bool = True) -> EvalReport:
+    out_dir = Path(out_dir)
+    files: dict[str, Path] = {"results": write_result_files(benchmark, results, out_dir)}
+    frames = {s.name: s.num_frames for s in sequences if s.name in results}
+    no_truth = [s for s in sequences if not s.has_groundtruth and s.name in results]
+    if benchmark == "got10k" and no_truth:
+        files["submission"] = R.make_got10k_submission(files["results"], out_dir / "got10k_submission.zip", frames)
+    if benchmark == "trackingnet" and no_truth:
+        files["submission"] = R.make_trackingnet_submission(files["results"], out_dir / "trackingnet_submission.zip",
+                                                            frames)
+    metrics = score_results(benchmark, results, sequences, absent_as_failure)
+    scores = dict(metrics.scores) if metrics else {}
+    auc_scores, auc_labels = score_labels(results, sequences)
+    auc = M.roc_auc(auc_scores, auc_labels) if len(auc_scores) else None
+    if metrics is not None:
+        files.update({f"table_{k}": v for k, v in R.write_metric_tables(metrics, out_dir).items()})
+        files.update({f"plot_{k}": v for k, v in plot_benchmark({label: metrics}, out_dir,
+                                                                 benchmark=benchmark).items()})
+    summary = {"benchmark": benchmark, "sequences": len(results), "frames": int(sum(frames.values())),
+               "scores": scores}
+    if auc is not None:  # NaN (one class only) is written as null: JSON has no NaN
+        summary["score_auc"] = {"auc": auc if np.isfinite(auc) else None, "frames": int(len(auc_labels)),
+                                "iou_above_0.5": int(auc_labels.sum()), "label": "IoU(box, ground truth) > 0.5"}
+    files["summary"] = write_file_atomic(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    report = EvalReport(benchmark, out_dir, scores, metrics, files, len(results), int(sum(frames.values())), auc)
+    if log_to_mlflow:
+        log_report_to_active_run(report)
+    return report
+
+
+def log_report_to_active_run(report: EvalReport) -> bool:
+    """Metrics and files go to the active MLflow run, if there is one. Returns whether it logged."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return False
+    mlflow.log_metrics({f"{report.benchmark}/{k}": float(v) for k, v in report.scores.items() if np.isfinite(v)})
+    if report.score_auc is not None and np.isfinite(report.score_auc):
+        mlflow.log_metric("score_auc", float(report.score_auc))
+    for role, path in report.files.items():
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=f"eval/{report.benchmark}/{path.name}")
+        else:
+            mlflow.log_artifact(str(path), artifact_path=f"eval/{report.benchmark}")
+    return True

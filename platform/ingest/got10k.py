@@ -1,0 +1,72 @@
+"""GOT-10k importer: `{train,val,test}/list.txt` and `<seq>/{00000001.jpg.., groundtruth.txt,
+absence.label, cover.label, meta_info.ini}`.
+
+Visible = not absent and cover > 0 (and a box with positive size). The test split ships only the
+first box and no labels: its sequences are imported with `has_groundtruth=False`.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_box_file,
+                      read_label_lines, read_text_lines, valid_boxes)
+
+DATASET = "got10k"
+SPLITS = ("train", "val", "test")
+FPS = 10.0  # GOT-10k videos are annotated at 10 frames per second
+
+
+def looks_like(root: str) -> bool:
+    return any(os.path.isfile(os.path.join(root, split, "list.txt")) for split in SPLITS)
+
+
+def read_got10k(root: str, splits: list[str] | None = None) -> Listing:
+    listing = Listing()
+    present = [s for s in SPLITS if os.path.isfile(os.path.join(root, s, "list.txt"))]
+    for split in splits or present:
+        list_path = os.path.join(root, split, "list.txt")
+        if not os.path.isfile(list_path):
+            raise InvalidInputError(list_path, f"split {split!r} has no list.txt")
+        names = read_text_lines(list_path)
+        for line_no, name in enumerate(names, start=1):
+            name = name.strip()
+            folder = os.path.join(root, split, name)
+            listing.add(DATASET, split, name, folder,
+                        lambda: read_sequence(folder, split, name, list_path, line_no))
+    return listing
+
+
+def read_sequence(folder: str, split: str, name: str, list_path: str, line_no: int) -> SequenceSource:
+    if not name:
+        raise InvalidInputError(list_path, "empty sequence name", line_no)
+    if not os.path.isdir(folder):
+        raise InvalidInputError(list_path, f"sequence {name!r} is listed but its folder {folder} is missing", line_no)
+    frames = numbered_frames(folder, lambda i: f"{i + 1:08d}.jpg")
+    gt_path = os.path.join(folder, "groundtruth.txt")
+    boxes = read_box_file(gt_path)
+    annotations = [gt_path]
+    if split == "test":
+        # only the first box is given; the rest stay unknown (NaN)
+        first = boxes[:1]
+        boxes = np.full((len(frames), 4), np.nan)
+        boxes[0] = first[0]
+        visible = np.zeros(len(frames), dtype=bool)
+        visible[0] = bool(valid_boxes(first)[0])
+        has_groundtruth = False
+    else:
+        check_count(gt_path, "boxes", len(boxes), len(frames), folder)
+        absence_path, cover_path = os.path.join(folder, "absence.label"), os.path.join(folder, "cover.label")
+        absent = read_label_lines(absence_path)
+        cover = read_label_lines(cover_path)
+        check_count(absence_path, "labels", len(absent), len(frames), folder)
+        check_count(cover_path, "labels", len(cover), len(frames), folder)
+        visible = (absent == 0) & (cover > 0) & valid_boxes(boxes)
+        annotations += [absence_path, cover_path]
+        has_groundtruth = True
+    meta = os.path.join(folder, "meta_info.ini")
+    if os.path.isfile(meta):
+        annotations.append(meta)
+    return SequenceSource(DATASET, split, name, folder, FPS, boxes, visible, has_groundtruth,
+                          frame_paths=frames, annotation_paths=annotations)

@@ -1,0 +1,124 @@
+"""The Parquet manifest that `stark ingest` writes last: one row per clip.
+
+A sequence longer than `ingest.max_clip_frames` becomes several clips; its rows share `sequence_id` and
+`source_hash`, and each row covers frames [first_frame, first_frame + num_frames) of the sequence.
+
+| column           | type          | meaning                                                         |
+|------------------|---------------|-----------------------------------------------------------------|
+| sequence_id      | string        | sequence name, unique within (dataset, split)                   |
+| dataset          | string        | got10k / lasot / trackingnet / footage                          |
+| split            | string        | train / val / test                                              |
+| clip_index       | int32         | 0, 1, ... within the sequence                                   |
+| first_frame      | int32         | the clip's first frame, as a frame number of the sequence       |
+| num_frames       | int32         | frames in this clip                                             |
+| sequence_frames  | int32         | frames in the whole sequence                                    |
+| clip_uri         | string        | absolute path or s3:// URI of the H.264 MP4 clip                |
+| clip_bytes       | int64         | clip size in bytes                                              |
+| clip_sha256      | string        | hash of the clip's bytes (resume verifies it)                   |
+| width, height    | int32         | frame size in pixels (the clip may be padded to even sides)     |
+| fps              | float64       | source frame rate                                               |
+| boxes_xywh       | list<float64> | 4 * num_frames values, x,y,w,h per frame; NaN = no box given    |
+| visible          | list<bool>    | num_frames flags: the target can be trained on in this frame    |
+| has_groundtruth  | bool          | False for test splits that ship only the sequence's first box   |
+| source_path      | string        | the sequence folder or video it came from                       |
+| source_hash      | string        | sha256 over the sequence's source files (annotations + frames)  |
+
+Schema metadata records the encode settings (`stark.crf`, `stark.keyframe_interval`, ...).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..storage import StorageConfig, join, read_bytes, write_bytes_atomic
+
+MANIFEST_NAME = "manifest.parquet"
+MANIFEST_VERSION = "1"
+
+SCHEMA = pa.schema([
+    ("sequence_id", pa.string()), ("dataset", pa.string()), ("split", pa.string()),
+    ("clip_index", pa.int32()), ("first_frame", pa.int32()), ("num_frames", pa.int32()),
+    ("sequence_frames", pa.int32()), ("clip_uri", pa.string()), ("clip_bytes", pa.int64()),
+    ("clip_sha256", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("fps", pa.float64()),
+    ("boxes_xywh", pa.list_(pa.float64())), ("visible", pa.list_(pa.bool_())), ("has_groundtruth", pa.bool_()),
+    ("source_path", pa.string()), ("source_hash", pa.string()),
+])
+
+
+@dataclass
+class ClipRecord:
+    """One manifest row."""
+
+    sequence_id: str
+    dataset: str
+    split: str
+    clip_index: int
+    first_frame: int
+    num_frames: int
+    sequence_frames: int
+    clip_uri: str
+    clip_bytes: int
+    clip_sha256: str
+    width: int
+    height: int
+    fps: float
+    boxes_xywh: np.ndarray  # [num_frames, 4]
+    visible: np.ndarray  # [num_frames] bool
+    has_groundtruth: bool
+    source_path: str
+    source_hash: str
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        row["boxes_xywh"] = np.asarray(self.boxes_xywh, dtype=np.float64).reshape(-1).tolist()
+        row["visible"] = np.asarray(self.visible, dtype=bool).tolist()
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> "ClipRecord":
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["boxes_xywh"] = np.asarray(row["boxes_xywh"], dtype=np.float64).reshape(-1, 4)
+        values["visible"] = np.asarray(row["visible"], dtype=bool)
+        return cls(**values)
+
+    @property
+    def sort_key(self) -> tuple:
+        return self.dataset, self.split, self.sequence_id, self.clip_index
+
+
+def manifest_uri(uri: str) -> str:
+    """An ingest destination folder or a manifest file -> the manifest file."""
+    return uri if uri.endswith(".parquet") else join(uri, MANIFEST_NAME)
+
+
+def records_to_table(records: list[ClipRecord], metadata: dict[str, str] | None = None) -> pa.Table:
+    rows = [r.to_row() for r in sorted(records, key=lambda r: r.sort_key)]
+    schema = SCHEMA.with_metadata({"stark.manifest_version": MANIFEST_VERSION, **(metadata or {})})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_manifest(dest: str, records: list[ClipRecord], metadata: dict[str, str] | None = None,
+                   storage: StorageConfig | None = None) -> str:
+    """Write the manifest in one atomic object write; returns its URI."""
+    sink = io.BytesIO()
+    pq.write_table(records_to_table(records, metadata), sink, compression="zstd")
+    uri = manifest_uri(dest)
+    write_bytes_atomic(uri, sink.getvalue(), storage)
+    return uri
+
+
+def read_manifest(uri: str, storage: StorageConfig | None = None) -> pa.Table:
+    uri = manifest_uri(uri)
+    table = pq.read_table(io.BytesIO(read_bytes(uri, storage)))
+    missing = [name for name in SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{uri}: not a stark manifest (missing columns {missing})")
+    return table
+
+
+def read_records(uri: str, storage: StorageConfig | None = None) -> list[ClipRecord]:
+    return [ClipRecord.from_row(row) for row in read_manifest(uri, storage).to_pylist()]

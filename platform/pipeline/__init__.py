@@ -1,0 +1,1 @@
+"""pipeline: the configuration of `stark pipeline` (which steps run, on which data)."""

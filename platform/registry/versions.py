@@ -1,0 +1,207 @@
+"""The MLflow model registry: register a checkpoint as a version, resolve aliases, and a lock that
+serialises promotions.
+
+A version carries everything needed to trust and run it, as version tags set in the same call that
+creates it (so a failure never leaves a half-described version): architecture, tuned tracker
+settings, the training run, the data manifests it saw (URI + content hash), and evaluation metrics
+with the benchmark/split they were measured on. The weights are a platform checkpoint artifact of a
+pyfunc model logged from code (platform/registry/mlflow_model.py), never a pickled class.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from .. import storage
+from ..ingest.manifest import manifest_uri
+from ..mlflow_runs import embedded_artifact_location
+
+MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
+REGISTRY_EXPERIMENT = "stark-registry"
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be read or changed; nothing was half-done."""
+
+def client_for(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def explain_mlflow_error(exc: Exception, tracking_uri: str) -> RegistryError:
+    text = str(exc)
+    if any(s in text for s in ("Connection refused", "Max retries", "ConnectionError", "Failed to establish")):
+        return RegistryError(f"the MLflow server at {tracking_uri} is not answering ({type(exc).__name__}); "
+                             f"nothing was changed in the registry")
+    return RegistryError(f"MLflow at {tracking_uri}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/NAME/VERSION or models:/NAME@ALIAS -> (name, version, alias)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, version, None
+    raise ValueError(f"{uri!r}: name a version (models:/{rest}/3) or an alias (models:/{rest}@champion)")
+
+
+def resolve_version(client, uri: str) -> str:
+    name, version, alias = parse_model_uri(uri)
+    if alias is not None:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    return str(client.get_model_version(name, version).version)  # raises if it does not exist
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower() or "INVALID_PARAMETER" in str(exc):
+            return None
+        raise
+
+
+def manifest_hashes(uris: list[str], storage_cfg=None) -> list[dict]:
+    """[{uri, sha256}] of the manifests a model was trained on ('unavailable' when unreachable now)."""
+    out = []
+    for uri in uris:
+        try:
+            digest = hashlib.sha256(storage.read_bytes(manifest_uri(uri), storage_cfg)).hexdigest()
+        except Exception:  # noqa: BLE001 - provenance is best effort; registration does not depend on it
+            digest = "unavailable"
+        out.append({"uri": uri, "sha256": digest})
+    return out
+
+
+def version_tags(content: dict, eval_scores: dict[str, float] | None = None, benchmark: str | None = None,
+                 split: str | None = None, data_hash: str | None = None, storage_cfg=None) -> dict[str, str]:
+    """What a version carries, from its platform checkpoint and an optional evaluation."""
+    config = content.get("config") or {}
+    model = config.get("model", {})
+    tags = {
+        "stark.variant": str(model.get("variant", "?")),
+        "stark.backbone": str(model.get("backbone", {}).get("name", "?")),
+        "stark.model_config": json.dumps(model, sort_keys=True),
+        "stark.tracker": json.dumps(content.get("tracker") or {}, sort_keys=True),
+    }
+    for key, value in (content.get("tracker") or {}).items():
+        tags[f"stark.tracker.{key}"] = str(value)
+    run_id = content.get("mlflow_run_id") or (content.get("training") or {}).get("mlflow_run_id")
+    if run_id:
+        tags["stark.train_run_id"] = str(run_id)
+    manifests = (config.get("data") or {}).get("manifests") or []
+    if manifests:
+        tags["stark.manifests"] = json.dumps(manifest_hashes(list(manifests), storage_cfg))
+    if content.get("tuned"):
+        tags["stark.tuned"] = json.dumps(content["tuned"], sort_keys=True, default=str)
+    if eval_scores:
+        tags["stark.eval.benchmark"] = str(benchmark)
+        tags["stark.eval.split"] = str(split or "all")
+        if data_hash:
+            tags["stark.eval.data_hash"] = data_hash
+        for key, value in eval_scores.items():
+            tags[f"stark.eval.{key}"] = f"{value:.6f}"
+    return tags
+
+
+def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking_uri: str,
+                        tags: dict[str, str], description: str = ""):
+    """Log the pyfunc model (weights as a checkpoint artifact) in a registry run and create a version
+    with its tags in one call. Returns the ModelVersion."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    mlflow.set_tracking_uri(tracking_uri)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "video"), ColSpec("double", "x"), ColSpec("double", "y"),
+                       ColSpec("double", "w"), ColSpec("double", "h")]),
+        outputs=Schema([ColSpec("string", "video"), ColSpec("long", "frame"), ColSpec("double", "x"),
+                        ColSpec("double", "y"), ColSpec("double", "w"), ColSpec("double", "h"),
+                        ColSpec("double", "score")]))
+    staging = tempfile.mkdtemp(prefix="stark-register-")
+    try:
+        # the artifact keeps its file name inside the model: a fixed one that loaders look for
+        local = os.path.join(staging, "checkpoint.pt")
+        shutil.copyfile(checkpoint_path, local)
+        if mlflow.get_experiment_by_name(REGISTRY_EXPERIMENT) is None:  # embedded store: artifacts beside it
+            mlflow.create_experiment(REGISTRY_EXPERIMENT, artifact_location=embedded_artifact_location(tracking_uri))
+        mlflow.set_experiment(REGISTRY_EXPERIMENT)
+        with mlflow.start_run(run_name=f"register-{name}"):
+            mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})
+            info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE,
+                                           artifacts={"checkpoint": local}, signature=signature,
+                                           pip_requirements=["stark-platform", "torch", "mlflow", "pandas"])
+            return mlflow.register_model(info.model_uri, name, tags=tags)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- a lock that serialises promotions ------------------------------------------------------------
+class PromotionLock:
+    """Mutual exclusion through the registry itself: creating a registered model is atomic in the
+    tracking store (its name is unique), so whoever creates `<name>.promotion-lock` holds the lock.
+    A lock older than `timeout_s` (a crashed promotion) is broken; the break-and-retake is again
+    decided by that one atomic create."""
+
+    def __init__(self, client, model_name: str, timeout_s: float, wait_s: float, poll_s: float = 0.5):
+        self.client, self.timeout_s, self.wait_s, self.poll_s = client, timeout_s, wait_s, poll_s
+        self.name = f"{model_name}.promotion-lock"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> "PromotionLock":
+        from mlflow.exceptions import MlflowException
+
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                self.client.create_registered_model(
+                    self.name, tags={"owner": self.owner, "acquired_at": f"{time.time():.3f}"},
+                    description="Held while a `stark promote` or `stark rollback` runs; delete it only if "
+                                "that process is gone.")
+                return self
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                    raise
+            self._break_if_stale()
+            if time.monotonic() > deadline:
+                raise RegistryError(f"another promotion holds {self.name} for longer than {self.wait_s:.0f}s")
+            time.sleep(self.poll_s)
+
+    def _break_if_stale(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            held = self.client.get_registered_model(self.name)
+            acquired = float(held.tags.get("acquired_at", "0"))
+            if time.time() - acquired > self.timeout_s:
+                self.client.delete_registered_model(self.name)
+        except MlflowException:
+            pass  # released (or broken by someone else) in the meantime: just retry
+
+    def __exit__(self, *exc_info) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            held = self.client.get_registered_model(self.name)
+            if held.tags.get("owner") == self.owner:
+                self.client.delete_registered_model(self.name)
+        except MlflowException:
+            pass
+
