@@ -200,7 +200,7 @@ def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], sampl
     """Median ms per frame over the frames of the first `samples` samples, one way of reading each."""
     import decord
 
-    from stark.platform.ingest.clips import open_clip, read_frames
+    from stark.platform.ingest.clips import open_clip, decode_clip_frames
 
     wanted = []
     for i in range(samples):
@@ -230,7 +230,7 @@ def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], sampl
 
     def decord_random(seq, frame):
         reader, in_clip = reader_of(seq, frame)
-        read_frames(reader, [in_clip], int(index.seq_width[seq]), int(index.seq_height[seq]))
+        decode_clip_frames(reader, [in_clip], int(index.seq_width[seq]), int(index.seq_height[seq]))
 
     costs = {
         "PIL, decode one JPEG (the JPEG loader)": median_ms(

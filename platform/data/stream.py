@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...model.config import ModelConfig
-from ..ingest.clips import open_clip, read_frames
+from ..ingest.clips import open_clip, decode_clip_frames
 from ..storage import StorageConfig
 from .config import DataConfig
 from .frame_index import FrameIndex, load_frame_index
@@ -74,7 +74,7 @@ class FrameDecoder:
         for uri in sorted(by_clip):
             needs = sorted(by_clip[uri])
             seq = needs[0][1]
-            decoded = read_frames(self._reader(uri), [n[0] for n in needs],
+            decoded = decode_clip_frames(self._reader(uri), [n[0] for n in needs],
                                   int(self.index.seq_width[seq]), int(self.index.seq_height[seq]))
             frames.update({(s, f): image for (_, s, f), image in zip(needs, decoded)})
         if self.cache_size == 0:

@@ -54,7 +54,7 @@ def write_box_file(path: Path, boxes_xywh, delimiter: str = ",") -> Path:
     return write_file_atomic(Path(path), _format_boxes(boxes_xywh, delimiter))
 
 
-def read_box_file(path: Path) -> np.ndarray:
+def read_result_boxes(path: Path) -> np.ndarray:
     """[N, 4] float64 from a box file separated by commas, tabs or spaces (any of the three layouts)."""
     rows = []
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
@@ -89,7 +89,7 @@ def write_got10k_results(root: Path, sequence: str, boxes_xywh, times_s, run: in
 def read_got10k_results(root: Path, sequence: str, run: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """(boxes [N, 4], seconds per frame [N] or None when no times file was written)."""
     boxes_file, times_file = got10k_paths(root, sequence, run)
-    boxes = read_box_file(boxes_file)
+    boxes = read_result_boxes(boxes_file)
     times = None
     if times_file.is_file():
         times = np.array([float(line.split(",")[0]) for line in times_file.read_text().splitlines()
@@ -104,7 +104,7 @@ def write_lasot_results(root: Path, sequence: str, boxes_xywh) -> Path:
 
 
 def read_lasot_results(root: Path, sequence: str) -> np.ndarray:
-    return read_box_file(Path(root) / f"{sequence}.txt")
+    return read_result_boxes(Path(root) / f"{sequence}.txt")
 
 
 def write_trackingnet_results(root: Path, sequence: str, boxes_xywh) -> Path:
@@ -113,7 +113,7 @@ def write_trackingnet_results(root: Path, sequence: str, boxes_xywh) -> Path:
 
 
 def read_trackingnet_results(root: Path, sequence: str) -> np.ndarray:
-    return read_box_file(Path(root) / f"{sequence}.txt")
+    return read_result_boxes(Path(root) / f"{sequence}.txt")
 
 
 # --- submission zips ------------------------------------------------------------------------------

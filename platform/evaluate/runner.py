@@ -19,7 +19,7 @@ from ...model.config import ModelConfig
 from ...model.stark import build_stark
 from .. import storage
 from ..experiment import from_dict
-from ..ingest.clips import open_clip, read_frames as read_clip_frames
+from ..ingest.clips import decode_clip_frames, open_clip
 from ..ingest.importers import read_source
 from ..ingest.manifest import manifest_uri, read_records
 from ..ingest.sources import read_image
@@ -70,7 +70,7 @@ def sequence_fingerprint(seq: EvalSequence) -> str:
     return digest.hexdigest()[:12]
 
 
-def read_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None, start: int = 0
+def read_sequence_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None, start: int = 0
                 ) -> Iterator[np.ndarray]:
     """Frames start, start+1, ... in order, HWC uint8 RGB. Frames before `start` are not decoded where
     the source allows it (image files, and whole clips before the one holding `start`)."""
@@ -89,7 +89,7 @@ def read_frames(ref: FramesRef, storage_cfg: storage.StorageConfig | None = None
         count = len(reader)
         first = max(start - offset, 0)
         for chunk in range(first, count, 32):
-            yield from read_clip_frames(reader, list(range(chunk, min(chunk + 32, count))), width, height)
+            yield from decode_clip_frames(reader, list(range(chunk, min(chunk + 32, count))), width, height)
         offset += count
 
 
@@ -165,7 +165,7 @@ class TrackingWorker:
         self.storage_cfg = storage_cfg
 
     def track(self, sequences: list[EvalSequence]) -> list[tuple[str, TrackResult]]:
-        inputs = [(read_frames(s.frames, self.storage_cfg), s.init_box) for s in sequences]
+        inputs = [(read_sequence_frames(s.frames, self.storage_cfg), s.init_box) for s in sequences]
         return [(sequences[i].name, _to_cpu(result)) for i, result in track_many(self.tracker, inputs, self.batch_size)]
 
 

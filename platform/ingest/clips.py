@@ -87,7 +87,7 @@ def open_clip(uri: str, storage: StorageConfig | None = None):
     return decord.VideoReader(uri, num_threads=1)
 
 
-def read_frames(reader, indices: list[int], width: int, height: int) -> np.ndarray:
+def decode_clip_frames(reader, indices: list[int], width: int, height: int) -> np.ndarray:
     """[len(indices), height, width, 3] uint8 for frame numbers within the clip (any order, repeats allowed)."""
     unique = sorted(set(int(i) for i in indices))
     decoded = reader.get_batch(unique).asnumpy()[:, :height, :width]  # drop the even-size padding

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_box_file,
+from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_annotation_boxes,
                       read_label_lines, read_text_lines, valid_boxes)
 
 DATASET = "got10k"
@@ -45,7 +45,7 @@ def read_sequence(folder: str, split: str, name: str, list_path: str, line_no: i
         raise InvalidInputError(list_path, f"sequence {name!r} is listed but its folder {folder} is missing", line_no)
     frames = numbered_frames(folder, lambda i: f"{i + 1:08d}.jpg")
     gt_path = os.path.join(folder, "groundtruth.txt")
-    boxes = read_box_file(gt_path)
+    boxes = read_annotation_boxes(gt_path)
     annotations = [gt_path]
     if split == "test":
         # only the first box is given; the rest stay unknown (NaN)

@@ -10,7 +10,7 @@ import os
 import re
 
 from .lasot_split import LASOT_TEST_SEQUENCES
-from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_box_file,
+from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_annotation_boxes,
                       read_label_row, read_text_lines, valid_boxes)
 
 DATASET = "lasot"
@@ -70,7 +70,7 @@ def read_sequence(folder: str, split: str, name: str) -> SequenceSource:
     gt_path = os.path.join(folder, "groundtruth.txt")
     occlusion_path = os.path.join(folder, "full_occlusion.txt")
     out_of_view_path = os.path.join(folder, "out_of_view.txt")
-    boxes = read_box_file(gt_path)
+    boxes = read_annotation_boxes(gt_path)
     check_count(gt_path, "boxes", len(boxes), len(frames), os.path.join(folder, "img"))
     occluded = read_label_row(occlusion_path)
     out_of_view = read_label_row(out_of_view_path)

@@ -84,7 +84,7 @@ def parse_box(path: str, line_no: int, text: str) -> np.ndarray:
     return box
 
 
-def read_box_file(path: str) -> np.ndarray:
+def read_annotation_boxes(path: str) -> np.ndarray:
     """One x,y,w,h box per line -> [N, 4]."""
     lines = read_text_lines(path)
     if not lines:

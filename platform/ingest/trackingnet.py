@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_box_file,
+from .sources import (InvalidInputError, Listing, SequenceSource, check_count, numbered_frames, read_annotation_boxes,
                       valid_boxes)
 
 DATASET = "trackingnet"
@@ -62,7 +62,7 @@ def read_sequence(root: str, chunk: str, name: str) -> SequenceSource:
     if not os.path.isdir(folder):
         raise InvalidInputError(anno_path, f"annotation file has no frame folder {chunk}/frames/{name}")
     frames = numbered_frames(folder, lambda i: f"{i}.jpg")
-    boxes = read_box_file(anno_path)
+    boxes = read_annotation_boxes(anno_path)
     split = split_of(chunk)
     if split == "test":
         first = boxes[0]

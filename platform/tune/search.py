@@ -23,7 +23,7 @@ from .. import storage
 from ..evaluate import metrics as M
 from ..evaluate.config import EvalConfig
 from ..evaluate.report import PROTOCOLS
-from ..evaluate.runner import EvalSequence, TrackingWorker, read_frames, sequence_fingerprint, track_sequences
+from ..evaluate.runner import EvalSequence, TrackingWorker, read_sequence_frames, sequence_fingerprint, track_sequences
 from ..track.config import TrackerSettings
 from ..track.tracker import ResumePoint, TrackResult, track_many
 from .config import TuneConfig
@@ -58,14 +58,14 @@ def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[E
     for seq in chunk:
         base = bases.get(seq.name) if bases else None
         if base is None:
-            items.append((read_frames(seq.frames, storage_cfg), seq.init_box))
+            items.append((read_sequence_frames(seq.frames, storage_cfg), seq.init_box))
             tracked += seq.num_frames - 1
         else:
             frame = first_update_frame(base.scores, settings)
             if frame is None:  # never fires: the base run is this setting's run
                 results[seq.name] = dataclasses.replace(base, updates=[])
                 continue
-            items.append((read_frames(seq.frames, storage_cfg, start=frame), ResumePoint(base, frame)))
+            items.append((read_sequence_frames(seq.frames, storage_cfg, start=frame), ResumePoint(base, frame)))
             tracked += seq.num_frames - 1 - frame
         names.append(seq.name)
     for index, result in track_many(worker.tracker, items, worker.batch_size):
