@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Helpers that live beside the tests (e.g. reference_stark) are imported as plain modules.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Helpers the tests share live in tests/support/ and are imported as `tests.support.*` (tests/ is a package,
+# so pytest puts the repo root on sys.path; its platform/ folder has no __init__.py and shadows nothing).
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +144,7 @@ def trained_checkpoint(tmp_path_factory):
     """A tiny STARK-ST trained briefly on generated data (about a minute on 2 cores, once per session)."""
     import ray
 
-    from trained_model import train_tiny
+    from tests.support.trained_model import train_tiny
 
     started_ray = not ray.is_initialized()
     try:

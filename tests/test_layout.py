@@ -169,6 +169,27 @@ def test_stark_platform_has_no_import_cycle(repo_root):
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+STAGES = ("ingest", "data", "train", "track", "evaluate", "tune", "registry", "pipeline")  # the order data flows
+
+
+def test_a_stage_imports_only_the_stages_before_it_and_shared_modules_import_only_stage_configs(repo_root):
+    def stage(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[2] if len(parts) > 3 and parts[2] in STAGES else None
+
+    wrong = []
+    for module, imported in platform_import_graph(repo_root).items():
+        for target in imported:
+            if stage(target) is None:
+                continue
+            if stage(module) is None:  # a shared module at the top: only experiment.py composes stage configs
+                if not (module == "stark.platform.experiment" and target.endswith(".config")):
+                    wrong.append(f"{module} -> {target}")
+            elif STAGES.index(stage(target)) > STAGES.index(stage(module)):
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the flow: " + ", ".join(sorted(wrong))
+
+
 def test_the_cycle_finder_names_a_loop():
     """The control: the finder does report a loop when there is one."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_fixtures import crops, preset_model_config, randomise_statistics
+from tests.support.model_fixtures import crops, preset_model_config, randomise_statistics
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import load_config, to_dict
 from stark.platform.model_loading import infer_official_config, load_model
-from test_official_checkpoint import official_state_dict, write_release_file
+from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 
 def outputs(model, cfg):

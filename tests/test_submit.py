@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_fixtures import preset_model_config
+from tests.support.model_fixtures import preset_model_config
 from stark.jobs import submit as submit_job
 from stark.model.stark import build_stark
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
-from test_official_checkpoint import official_state_dict, write_release_file
+from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_fixtures import preset_model_config
+from tests.support.model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 from stark.platform.crop import crop_around_box, crop_window
 from stark.platform.track.tracker import StarkTracker, should_update, track_many

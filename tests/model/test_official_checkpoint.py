@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from model_fixtures import crops, preset_model_config, randomise_statistics
-from reference_stark import official_forward
+from tests.support.model_fixtures import crops, preset_model_config, randomise_statistics
+from tests.support.reference_stark import official_forward
 from stark.model.official import load_official_checkpoint, our_key_to_official, read_release_file
 from stark.model.stark import build_stark
 

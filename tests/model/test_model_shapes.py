@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_fixtures import crops, preset_model_config
+from tests.support.model_fixtures import crops, preset_model_config
 from stark.model.stark import build_stark
 
 

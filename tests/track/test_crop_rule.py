@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_fixtures import preset_model_config
+from tests.support.model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import ConfigError, load_config, to_dict
@@ -28,7 +28,7 @@ from stark.platform.image_norm import IMAGENET_MEAN, IMAGENET_STD
 from stark.platform.model_loading import load_model
 from stark.platform.track.tracker import StarkTracker
 from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
-from test_official_checkpoint import official_state_dict, write_release_file
+from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 HEIGHT, WIDTH = 90, 120
 

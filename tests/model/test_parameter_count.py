@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_fixtures import preset_model_config
+from tests.support.model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_fixtures import preset_model_config
+from tests.support.model_fixtures import preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
 from stark.platform.evaluate.report import score_auc, score_labels
@@ -20,7 +20,7 @@ from stark.platform.evaluate.results import check_got10k_results, read_got10k_re
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
 from stark.platform.track.tracker import TrackResult
 from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
-from test_official_checkpoint import official_state_dict, write_release_file
+from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 
 @pytest.fixture(scope="module")

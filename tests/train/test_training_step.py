@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from model_fixtures import crops
+from tests.support.model_fixtures import crops
 from stark.model.losses import build_loss
 from stark.model.stark import build_stark
 from stark.platform.experiment import load_config, to_dict

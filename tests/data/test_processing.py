@@ -11,7 +11,7 @@ from stark.platform.data.processing import IMAGENET_MEAN, IMAGENET_STD, clip_box
 from stark.platform.data.sampling import CropGeometry, CropSpec, SampleSpec, make_sample_spec
 from stark.platform.ingest.synthetic import make_sequence
 
-from data_fixtures import ST, three_sequence_index
+from tests.support.data_fixtures import ST, three_sequence_index
 
 
 def crop_spec(box, crop_box=None, flip=False, brightness=1.0) -> CropSpec:

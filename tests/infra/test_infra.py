@@ -1,6 +1,6 @@
 """The cluster manifests in infra/, checked offline.
 
-Structure: every RayCluster and RayJob is valid against the KubeRay v1 CRD schema (tests/data/kuberay,
+Structure: every RayCluster and RayJob is valid against the KubeRay v1 CRD schema (tests/infra/kuberay,
 provenance in its README), with unknown fields refused as `kubectl apply` refuses them.
 Meaning: each RayJob entrypoint is a `stark` command that the job's own parser and config loader
 accept; every Ray pod runs the image infra/docker builds and gets the S3 and MLflow settings; the GPU
@@ -24,9 +24,9 @@ import yaml
 from stark.jobs.cli import COMMANDS
 from stark.platform.experiment import load_config, preset_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
-CRDS = Path(__file__).resolve().parent / "data" / "kuberay"
+CRDS = Path(__file__).resolve().parent / "kuberay"
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 S3_AND_MLFLOW = {"AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                  "MLFLOW_TRACKING_URI"}

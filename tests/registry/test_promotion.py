@@ -2,7 +2,7 @@
 on every frame) under the same paired test as a champion, the record shows that baseline, and it says
 whether the promotion sequences are the ones the candidate was tuned on.
 
-The rule is checked on per-sequence scores here; tests/test_registry.py drives it through a server, and
+The rule is checked on per-sequence scores here; tests/registry/test_registry.py drives it through a server, and
 the last test below through a real registry on an sqlite store in tmp_path."""
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 versions carry their settings and provenance; `champion` moves only on a real win, under a lock;
 rollback restores; an outage changes nothing; `models:/stark@champion` tracks a video.
 
-Every promotion must also beat the static box (tests/test_promotion.py), which a tiny model trained for a
+Every promotion must also beat the static box (tests/registry/test_promotion.py), which a tiny model trained for a
 minute need not do on generated footage; so models are promoted on `own_track_tree(model)`, a copy of the
 validation sequences whose ground truth is that model's own track (it beats the static box there by
 construction), and compared with the other models on the same tree."""

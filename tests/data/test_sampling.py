@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_fixtures import S, ST, sequence_records, three_sequence_index
+from tests.support.data_fixtures import S, ST, sequence_records, three_sequence_index
 from stark.platform.data.config import DataConfig
 from stark.platform.data.frame_index import FrameIndex, build_frame_index
 from stark.platform.data.sampling import center_box, make_sample_spec

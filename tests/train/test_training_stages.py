@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from model_fixtures import crops, preset_model_config
+from tests.support.model_fixtures import crops, preset_model_config
 from stark.model.losses import BoxLoss, ScoreLoss
 from stark.model.stark import build_stark
 
