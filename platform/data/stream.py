@@ -141,6 +141,8 @@ def decode_in_actor_pool(sample_numbers, maker: type, data_cfg: DataConfig, make
     (one CPU each), in input order: the same sample numbers give the same batches in the same order."""
     import ray
 
+    from .pacing import PaceIdleScheduling  # imports Ray
+
     ds = sample_numbers.map_batches(
         maker,
         batch_size=data_cfg.decode_batch_size,
@@ -150,4 +152,7 @@ def decode_in_actor_pool(sample_numbers, maker: type, data_cfg: DataConfig, make
         fn_constructor_kwargs=maker_kwargs,
     )
     ds.context.execution_options.preserve_order = True
+    # the executor would spin a core whenever the stream is full and training is busy (see pacing.py)
+    ds.context.custom_execution_callback_classes = [*ds.context.custom_execution_callback_classes,
+                                                    PaceIdleScheduling]
     return ds

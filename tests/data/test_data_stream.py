@@ -140,3 +140,25 @@ def test_stage_two_needs_the_st_variant(dataset, cfg):
     stark_s = dataclasses.replace(cfg.model, variant="S")
     with pytest.raises(ValueError, match="only STARK-ST"):
         build_training_stream([dataset], cfg.data, stark_s, stage=2, epoch=0, seed=0)
+
+
+def test_every_stream_paces_the_executor_so_a_full_stream_does_not_spin_a_core(dataset, cfg):
+    from stark.platform.data.pacing import PaceIdleScheduling
+
+    ds = build_training_stream([dataset], cfg.data, cfg.model, stage=1, epoch=0, seed=5)
+    assert PaceIdleScheduling in ds.context.execution_callback_classes
+
+
+def test_the_pacing_callback_rests_only_after_a_step_that_had_nothing_to_wait_on():
+    import time
+
+    from stark.platform.data.pacing import PaceIdleScheduling
+
+    pacing = PaceIdleScheduling()
+    start = time.perf_counter()
+    pacing.on_execution_step(None)  # an instant step: rest
+    assert time.perf_counter() - start >= PaceIdleScheduling.PAUSE_S
+    time.sleep(0.05)  # a step that waited on a task (ray.wait) takes this long
+    start = time.perf_counter()
+    pacing.on_execution_step(None)
+    assert time.perf_counter() - start < PaceIdleScheduling.PAUSE_S
