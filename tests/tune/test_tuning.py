@@ -201,7 +201,7 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RAY_ADDRESS": ""}
     storage = tmp_path / "tune"
     command = tune_command(tiny_checkpoint, val_tree, storage, tmp_path / "report") + ["tune.max_concurrent_trials=1"]
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     deadline = time.monotonic() + 300
     finished: dict[Path, bytes] = {}
@@ -213,7 +213,7 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
 
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "best: update_interval=" in second.stdout
     for path, content in finished.items():  # finished trials were restored, not run again
@@ -230,6 +230,6 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
         [sys.executable, "-m", "stark.jobs.evaluate", "--config", "stark_tiny", "--model",
          f"runs:/{run.info.run_id}/model_tuned.pt", "--data", str(val_tree), "--split", "val", "--out",
          str(tmp_path / "eval"), "--no-mlflow", "evaluate.num_workers=0"],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"update_interval={best_u}, score_threshold={best_t}" in evaluated.stdout
