@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
-BACKBONE_STRIDE = 16  # ResNet cut after layer3
+BACKBONE_NORMS = ("frozen", "batch")
 BACKBONE_STAGES = ("conv1", "layer1", "layer2", "layer3")  # conv1: the stem convolution
 
 
@@ -15,8 +15,17 @@ class BackboneConfig:
     weights: str | None = None  # torchvision-format ImageNet state_dict file; None = random init
     # Stages whose weights are trained. Official STARK, from ImageNet weights: layer2 and layer3 (the stem
     # conv1 and layer1 stay as pretrained). From random weights every stage must train: a frozen random
-    # stem only passes random projections on. BatchNorms stay frozen either way (buffers).
+    # stem only passes random projections on.
     trainable_stages: list[str] = field(default_factory=lambda: ["layer2", "layer3"])
+    # frozen: BatchNorm statistics fixed (ImageNet's, as STARK); from random weights they are the identity,
+    # so a network trained from scratch wants "batch": BatchNorm that trains with its stage
+    norm: str = "frozen"
+    # True: layer3 dilated instead of strided (DETR's DC5), features at stride 8: finer corner maps
+    dilate_layer3: bool = False
+
+    @property
+    def stride(self) -> int:
+        return 8 if self.dilate_layer3 else 16
 
     def validate(self) -> None:
         if self.name not in BACKBONE_NAMES:
@@ -24,6 +33,8 @@ class BackboneConfig:
         bad = [s for s in self.trainable_stages if s not in BACKBONE_STAGES]
         if bad:
             raise ValueError(f"model.backbone.trainable_stages: {bad} are not among {list(BACKBONE_STAGES)}")
+        if self.norm not in BACKBONE_NORMS:
+            raise ValueError(f"model.backbone.norm: {self.norm!r} is not one of {BACKBONE_NORMS}")
 
 
 @dataclass
@@ -70,20 +81,26 @@ class ModelConfig:
         return 1 if self.variant == "S" else 2
 
     @property
+    def feat_stride(self) -> int:
+        """Crop pixels per feature cell."""
+        return self.backbone.stride
+
+    @property
     def search_feat_size(self) -> int:
-        return self.search_size // BACKBONE_STRIDE
+        return self.search_size // self.feat_stride
 
     @property
     def template_feat_size(self) -> int:
-        return self.template_size // BACKBONE_STRIDE
+        return self.template_size // self.feat_stride
 
     def validate(self) -> None:
         if self.variant not in ("S", "ST"):
             raise ValueError(f"model.variant: {self.variant!r} is not 'S' or 'ST'")
         for key in ("template_size", "search_size"):
             value = getattr(self, key)
-            if value <= 0 or value % BACKBONE_STRIDE:
-                raise ValueError(f"model.{key}: {value} must be a positive multiple of {BACKBONE_STRIDE}")
+            if value <= 0 or value % self.feat_stride:
+                raise ValueError(f"model.{key}: {value} must be a positive multiple of {self.feat_stride} "
+                                 "(the backbone stride)")
         for key in ("template_factor", "search_factor"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"model.{key} must be > 0")

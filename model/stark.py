@@ -65,7 +65,7 @@ class STARK(nn.Module):
 
     # --- the three stages of a forward pass -------------------------------------------------------
     def forward_backbone(self, images: torch.Tensor, mask: torch.Tensor) -> Tokens:
-        """images [B, 3, H, W], mask [B, H, W] -> Tokens with L = (H/16) * (W/16)."""
+        """images [B, 3, H, W], mask [B, H, W] -> Tokens with L = (H/s) * (W/s), s the backbone stride."""
         features, feat_mask = self.backbone(images, mask)  # [B, C, h, w], [B, h, w]
         pos = self.position_encoding(feat_mask).to(features.dtype)  # [B, d, h, w]
         feat = self.bottleneck(features)  # [B, d, h, w]
@@ -124,7 +124,7 @@ class STARK(nn.Module):
     def _backbone_trains(self, name: str) -> bool:
         if not name.startswith("backbone.body."):
             return True
-        return name.split(".")[2] in self.backbone.trainable_stages
+        return self.backbone.trains(name[len("backbone.body."):])
 
     def train_stage(self, stage: int) -> "STARK":
         """Set requires_grad and train/eval modes for a stage; frozen parts stay in eval mode so that

@@ -25,7 +25,7 @@ class DataConfig:
     template_scale_jitter: float = 0.0
     template_center_jitter: float = 0.0
     grayscale_prob: float = 0.05  # whole sample turned gray
-    flip_prob: float = 0.5  # each crop mirrored left-right
+    flip_prob: float = 0.5  # the sample (every crop of it) mirrored left-right
     brightness_jitter: float = 0.2  # each crop's brightness times U(1 - b, 1 + b)
     decode_actors: int = 2  # size of the decode/crop actor pool
     decode_batch_size: int = 16  # samples per map_batches call (clips shared inside a batch open once)

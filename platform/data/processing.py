@@ -2,7 +2,7 @@
 
 Each crop is cut exactly as the tracker cuts at test time (`crop_around_box`: square side
 ceil(sqrt(w*h) * factor), zero padding, padding mask), then: grayscale (joint, for every crop of the
-sample), horizontal flip (per crop), brightness x U(1-b, 1+b) clamped to [0, 1] (per crop), ImageNet
+sample), horizontal flip (joint), brightness x U(1-b, 1+b) clamped to [0, 1] (per crop), ImageNet
 normalisation. The search target is returned in normalised crop coordinates (cxcywh in [0, 1]),
 clipped to the crop: the corner head cannot point outside it.
 """

@@ -17,6 +17,8 @@ Follows the official STARK `TrackingSampler` (lib/train/data/sampler.py):
   negatives a score head can tell apart by their padding alone;
 - search crops are centred on a jittered box: size x exp(N(0, 0.5)) per side, centre moved uniformly
   within +-0.5 * 4.5 * sqrt(w*h); templates are not jittered (official settings);
+- augmentation: grayscale and horizontal flip joint (every crop of a sample, official transform_joint),
+  brightness per crop;
 - a sample whose crop would be all padding (at backbone-stride resolution) is drawn again, as the
   official processing's `valid` flag does.
 
@@ -30,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...model.config import BACKBONE_STRIDE
 from ..crop import jitter_box_xywh
 from .config import DataConfig
 from .frame_index import FrameIndex
@@ -47,6 +48,7 @@ class CropGeometry:
     template_factor: float
     search_factor: float
     num_templates: int  # 1 = STARK-S (causal sampler), 2 = STARK-ST (trident sampler)
+    stride: int = 16  # crop pixels per backbone feature cell
 
 
 @dataclass
@@ -109,7 +111,8 @@ def center_box(width: int, height: int, ratio: float = 1 / 8) -> np.ndarray:
     return np.array([int(cx - w / 2), int(cy - h / 2), int(w), int(h)], dtype=np.float64)
 
 
-def crop_is_valid(box_xywh: np.ndarray, factor: float, out_size: int, width: int, height: int) -> bool:
+def crop_is_valid(box_xywh: np.ndarray, factor: float, out_size: int, width: int, height: int,
+                  stride: int = 16) -> bool:
     """Official validity: crop side >= 1, and some real image inside the crop at backbone-cell scale."""
     w, h = box_xywh[2], box_xywh[3]
     if not (np.all(np.isfinite(box_xywh)) and w > 0 and h > 0):
@@ -119,7 +122,7 @@ def crop_is_valid(box_xywh: np.ndarray, factor: float, out_size: int, width: int
         return False
     x0 = round(box_xywh[0] + 0.5 * w - 0.5 * side)
     y0 = round(box_xywh[1] + 0.5 * h - 0.5 * side)
-    cell = side * BACKBONE_STRIDE / out_size  # one backbone cell, in frame pixels
+    cell = side * stride / out_size  # one backbone cell, in frame pixels
     overlap_x = min(x0 + side, width) - max(x0, 0)
     overlap_y = min(y0 + side, height) - max(y0, 0)
     return overlap_x >= min(cell, side) and overlap_y >= min(cell, side)
@@ -156,7 +159,7 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
         absent = sample_visible(visible, rng, want_visible=False) if kind == "absent" else None
         if kind == "drift":
             drift_box = drifted_box(search_box, geometry.search_factor, geometry.search_size, cfg.search_scale_jitter,
-                                    int(index.seq_width[seq]), int(index.seq_height[seq]), rng)
+                                    int(index.seq_width[seq]), int(index.seq_height[seq]), rng, stride=geometry.stride)
             kind = "drift" if drift_box is not None else "other_sequence"
         if absent is not None:
             search_frame = absent
@@ -166,27 +169,30 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
             search_box = index.box(search_seq, search_frame)
 
     grayscale = bool(rng.random() < cfg.grayscale_prob)
+    # joint, as the official transform_joint's RandomHorizontalFlip: mirroring the template but not the
+    # search crop would ask the network to match an object to its mirror image
+    flip = bool(rng.random() < cfg.flip_prob)
     templates = []
     for frame in template_frames:
         box = index.box(seq, frame)
         crop_box = jitter_box_xywh(box, cfg.template_scale_jitter, cfg.template_center_jitter, rng)
         if not crop_is_valid(crop_box, geometry.template_factor, geometry.template_size,
-                             int(index.seq_width[seq]), int(index.seq_height[seq])):
+                             int(index.seq_width[seq]), int(index.seq_height[seq]), geometry.stride):
             return None
-        templates.append(CropSpec(seq, frame, crop_box, box, *_crop_draws(cfg, rng)))
+        templates.append(CropSpec(seq, frame, crop_box, box, flip, _brightness(cfg, rng)))
     if drift_box is not None:
         crop_box = drift_box
     else:
         crop_box = jitter_box_xywh(search_box, cfg.search_scale_jitter, cfg.search_center_jitter, rng)
     if not crop_is_valid(crop_box, geometry.search_factor, geometry.search_size,
-                         int(index.seq_width[search_seq]), int(index.seq_height[search_seq])):
+                         int(index.seq_width[search_seq]), int(index.seq_height[search_seq]), geometry.stride):
         return None
-    search = CropSpec(search_seq, search_frame, crop_box, search_box, *_crop_draws(cfg, rng))
+    search = CropSpec(search_seq, search_frame, crop_box, search_box, flip, _brightness(cfg, rng))
     return SampleSpec(sample_index, label, templates, search, grayscale)
 
 
 def drifted_box(target_xywh: np.ndarray, factor: float, out_size: int, scale_sigma: float, width: int,
-                height: int, rng: np.random.Generator, tries: int = 8) -> np.ndarray | None:
+                height: int, rng: np.random.Generator, tries: int = 8, stride: int = 16) -> np.ndarray | None:
     """A box to crop around whose crop (side factor * sqrt(w*h)) holds none of the target and some of the
     frame: the target's size jittered as a search box is, moved 1.05-1.6x the distance at which the
     target leaves the crop along a random direction. None when no direction of `tries` fits the frame."""
@@ -200,15 +206,14 @@ def drifted_box(target_xywh: np.ndarray, factor: float, out_size: int, scale_sig
         clear = side / 2 + max(w, h) / 2 + 1
         centre = np.array([x + w / 2, y + h / 2]) + direction * clear * rng.uniform(1.05, 1.6) / np.abs(direction).max()
         box = np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
-        if crop_is_valid(box, factor, out_size, width, height):
+        if crop_is_valid(box, factor, out_size, width, height, stride):
             return box
     return None
 
 
-def _crop_draws(cfg: DataConfig, rng: np.random.Generator) -> tuple[bool, float]:
-    flip = bool(rng.random() < cfg.flip_prob)
-    brightness = float(rng.uniform(max(0.0, 1.0 - cfg.brightness_jitter), 1.0 + cfg.brightness_jitter))
-    return flip, brightness
+def _brightness(cfg: DataConfig, rng: np.random.Generator) -> float:
+    """Per crop, as the official ToTensorAndJitter (drawn for each image)."""
+    return float(rng.uniform(max(0.0, 1.0 - cfg.brightness_jitter), 1.0 + cfg.brightness_jitter))
 
 
 def _other_sequence_frame(index: FrameIndex, seq: int, rng: np.random.Generator) -> tuple[int, int]:

@@ -42,7 +42,7 @@ BATCHES_PER_BLOCK = 2  # input blocks of sample numbers: small, so work spreads 
 
 def crop_geometry(model_cfg: ModelConfig) -> CropGeometry:
     return CropGeometry(model_cfg.template_size, model_cfg.search_size, model_cfg.template_factor,
-                        model_cfg.search_factor, model_cfg.num_templates)
+                        model_cfg.search_factor, model_cfg.num_templates, model_cfg.feat_stride)
 
 
 class FrameDecoder:

@@ -1,7 +1,7 @@
 """Each preset has exactly the parameters of the official architecture, counted from its design.
 
 The count below is derived layer by layer from the official STARK definition (torchvision ResNet
-trunk to layer3 with frozen BN as buffers, 1x1 bottleneck, DETR post-norm transformer with a final
+trunk to layer3 with frozen BN as buffers (or trainable BN: 2 parameters per channel), 1x1 bottleneck, DETR post-norm transformer with a final
 decoder LayerNorm only, one query embedding, corner head of Conv3x3+BN(+ReLU) x4 + 1x1 per branch,
 3-layer MLP score head). It shares nothing with the modules it checks.
 Published figures for comparison (paper, Table 8): STARK-ST50 28.23M, STARK-ST101 47.17M.
@@ -14,20 +14,22 @@ from tests.support.model_fixtures import preset_model_config
 from stark.model.stark import build_stark
 
 
-def resnet_trunk_params(name: str) -> int:
+def resnet_trunk_params(name: str, trainable_norm: bool = False) -> int:
     bottleneck = name in ("resnet50", "resnet101")
     blocks = {"resnet18": (2, 2, 2), "resnet34": (3, 4, 6), "resnet50": (3, 4, 6), "resnet101": (3, 4, 23)}[name]
-    total = 3 * 64 * 7 * 7  # conv1 (no bias; BN frozen -> buffers)
+    bn = 2 if trainable_norm else 0  # per channel: weight and bias (frozen BN: buffers only)
+    total = 3 * 64 * 7 * 7 + bn * 64  # conv1 (no bias) and its BN
     in_ch = 64
+    # layer3's stride does not matter here: dilating it (DC5) changes no parameter
     for width, count, stride in zip((64, 128, 256), blocks, (1, 2, 2)):
         out_ch = width * (4 if bottleneck else 1)
         for i in range(count):
             if bottleneck:
-                total += in_ch * width + 9 * width * width + width * out_ch
+                total += in_ch * width + 9 * width * width + width * out_ch + bn * (2 * width + out_ch)
             else:
-                total += 9 * in_ch * width + 9 * width * width
+                total += 9 * in_ch * width + 9 * width * width + bn * 2 * width
             if i == 0 and (stride != 1 or in_ch != out_ch):
-                total += in_ch * out_ch  # downsample 1x1 conv
+                total += in_ch * out_ch + bn * out_ch  # downsample 1x1 conv and its BN
             in_ch = out_ch
     return total
 
@@ -42,7 +44,7 @@ def official_param_count(cfg) -> int:
     c = cfg.head.corner_channels
     widths = [d, c, c // 2, c // 4, c // 8]
     branch = sum(9 * a * b + b + 2 * b for a, b in zip(widths[:-1], widths[1:])) + widths[-1] + 1
-    total = (resnet_trunk_params(cfg.backbone.name)
+    total = (resnet_trunk_params(cfg.backbone.name, cfg.backbone.norm == "batch")
              + channels * d + d  # bottleneck
              + cfg.transformer.enc_layers * encoder_layer
              + cfg.transformer.dec_layers * decoder_layer + 2 * d  # final decoder norm
