@@ -35,9 +35,11 @@ class CornerHead(nn.Module):
         self.register_buffer("coord_y", cells.repeat_interleave(feat_size), persistent=False)  # row / S
 
     def soft_argmax(self, score_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """score_map [B, 1, S, S] -> expected (x, y), each [B]."""
-        prob = score_map.flatten(1).float().softmax(dim=1)  # [B, S*S]
-        return prob @ self.coord_x.float(), prob @ self.coord_y.float()
+        """score_map [B, 1, S, S] -> expected (x, y), each [B], in fp32 whatever the autocast: under bf16 the
+        expectation's matmul would round corners to ~2^-9 of the crop."""
+        with torch.autocast(score_map.device.type, enabled=False):
+            prob = score_map.flatten(1).float().softmax(dim=1)  # [B, S*S]
+            return prob @ self.coord_x.float(), prob @ self.coord_y.float()
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         x1, y1 = self.soft_argmax(self.top_left(fused))
