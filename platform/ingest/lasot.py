@@ -88,9 +88,9 @@ def read_lasot(root: str, splits: list[str] | None = None) -> Listing:
 def _listed_sequence(folders: dict[str, str], wrong_place: dict[str, InvalidInputError], listed: FirstListed,
                      name: str, split: str, list_path: str, line_no: int) -> SequenceSource:
     listed.check(name, list_path, line_no)
-    if name not in folders and name in wrong_place:
-        raise wrong_place[name]
     if name not in folders:
+        if name in wrong_place:
+            raise wrong_place[name]
         raise InvalidInputError(list_path, f"sequence {name!r} is listed but its folder <class>/{name} is missing",
                                 line_no)
     return read_sequence(folders[name], split, name)

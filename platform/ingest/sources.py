@@ -243,7 +243,10 @@ def video_stream(path: str) -> VideoStream:
                 raise InvalidInputError(path, "no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            return VideoStream(float(rate) if rate else 30.0, stream.codec_context.width, stream.codec_context.height)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not (width > 0 and height > 0):
+                raise InvalidInputError(path, "the video stream does not say its frame size")
+            return VideoStream(float(rate) if rate else 30.0, width, height)
     except av.error.FFmpegError as exc:
         raise InvalidInputError(path, f"unreadable video: {exc}") from exc
 
@@ -259,9 +262,10 @@ class FirstListed:
     def check(self, name: str, path: str, line: int | None = None) -> None:
         if name in self.first:
             first_path, first_line = self.first[name]
-            where = first_path if first_line is None else f"{first_path}:{first_line}"
-            if first_path == path and first_line is not None:
-                where = f"line {first_line}"
+            if first_line is None:
+                where = first_path
+            else:
+                where = f"line {first_line}" if first_path == path else f"{first_path}:{first_line}"
             raise InvalidInputError(path, f"sequence {name!r} appears twice (first: {where})", line)
         self.first[name] = (path, line)
 
