@@ -2,16 +2,47 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 from stark.platform.experiment import ConfigError, load_config
 
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")  # key.sub= : dotted identifiers, then '='
+
+
+def is_override(arg: str) -> bool:
+    """`key.sub=value` is a config override. An argument with an '=' elsewhere (`data/src=v1`, `s3://b/v=2`),
+    or one naming an existing file or folder whatever its form, is a path."""
+    return bool(_OVERRIDE.match(arg)) and not os.path.exists(arg)
+
 
 class JobArgumentParser(argparse.ArgumentParser):
-    """Options and key.sub=value overrides may come in any order (`--no-mlflow` after an override)."""
+    """Options, positional arguments and key.sub=value overrides may come in any order (`--no-mlflow` after an
+    override, SRC before or after one). Overrides are told apart by their form (`is_override`), not by their
+    position, so positional arguments bind in order and a path with an '=' in it stays a path."""
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        # the overrides stay the last positional: SRC, DEST, VIDEO bind first, and a stray extra argument is
+        # the one reported as not being key.sub=value
+        self._actions.sort(key=lambda a: a.dest == "overrides")
+        return action
 
     def parse_args(self, args=None, namespace=None):
-        return self.parse_intermixed_args(args, namespace)
+        args = list(sys.argv[1:] if args is None else args)
+        overrides, rest = [], []
+        value_of_option = False
+        for arg in args:
+            if value_of_option or arg.startswith("-") or not is_override(arg):
+                rest.append(arg)
+            else:
+                overrides.append(arg)
+            action = self._option_string_actions.get(arg) if not value_of_option else None
+            value_of_option = action is not None and action.nargs != 0  # `--out x=1`: x=1 is the option's value
+        parsed = self.parse_intermixed_args(rest, namespace)
+        parsed.overrides = overrides + list(getattr(parsed, "overrides", None) or [])
+        return parsed
 
 
 def job_parser(prog: str, description: str, default_config: str | None = None) -> argparse.ArgumentParser:

@@ -14,11 +14,7 @@ def main(argv: list[str] | None = None, prog: str = "stark ingest") -> int:
                         help="skip bad sequences (listed in the report) instead of stopping at the first")
     parser.add_argument("--layout", choices=("auto", "got10k", "lasot", "trackingnet", "footage"),
                         help="source layout (default: ingest.layout, auto-detected)")
-    # key.sub=value overrides may come anywhere; take them out so SRC and DEST bind by position
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    args = parser.parse_args([a for a in argv if a not in overrides])
-    args.overrides = overrides
+    args = parser.parse_args(argv)  # key.sub=value overrides anywhere; SRC and DEST bind by position
     cfg = config_from_args(args)
     if args.skip_invalid:
         cfg.ingest.skip_invalid = True

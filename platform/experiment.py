@@ -89,9 +89,13 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
         path = resolve_config_path(name_or_path)
         source = str(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not a YAML text file (byte {exc.start} is not UTF-8 text)") from exc
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
     for item in overrides or []:
@@ -104,6 +108,15 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     return cfg
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def apply_override(raw: dict, item: str) -> None:

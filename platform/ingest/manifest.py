@@ -5,7 +5,7 @@ A sequence longer than `ingest.max_clip_frames` becomes several clips; its rows 
 
 | column           | type          | meaning                                                         |
 |------------------|---------------|-----------------------------------------------------------------|
-| sequence_id      | string        | sequence name, unique within (dataset, split)                   |
+| sequence_id      | string        | sequence name, unique within its dataset                        |
 | dataset          | string        | got10k / lasot / trackingnet / footage                          |
 | split            | string        | train / val / test                                              |
 | clip_index       | int32         | 0, 1, ... within the sequence                                   |
@@ -23,12 +23,15 @@ A sequence longer than `ingest.max_clip_frames` becomes several clips; its rows 
 | source_path      | string        | the sequence folder or video it came from                       |
 | source_hash      | string        | sha256 over the sequence's source files (annotations + frames)  |
 
-Schema metadata records the encode settings (`stark.crf`, `stark.keyframe_interval`, ...).
+Schema metadata records the layout and encode settings (`stark.layout`, `stark.crf`, ...). A second ingest
+into the same DEST merges into the manifest there (`merge_manifests`): its sequences replace their own
+earlier rows, every other row stays, and each metadata value lists the settings the rows were made with
+(`stark.layout` = `got10k,lasot`).
 """
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pyarrow as pa
@@ -122,3 +125,46 @@ def read_manifest(uri: str, storage: StorageConfig | None = None) -> pa.Table:
 
 def read_records(uri: str, storage: StorageConfig | None = None) -> list[ClipRecord]:
     return [ClipRecord.from_row(row) for row in read_manifest(uri, storage).to_pylist()]
+
+
+def table_metadata(table: pa.Table) -> dict[str, str]:
+    """The `stark.*` settings a manifest records (its version aside: the writer sets that)."""
+    raw = table.schema.metadata or {}
+    decoded = {k.decode(): v.decode() for k, v in raw.items()}
+    return {k: v for k, v in decoded.items() if k.startswith("stark.") and k != "stark.manifest_version"}
+
+
+@dataclass
+class Merged:
+    """The manifest a second ingest into the same DEST writes, and what happened to the earlier rows."""
+
+    records: list[ClipRecord]
+    metadata: dict[str, str]
+    kept: dict[str, int] = field(default_factory=dict)  # dataset -> earlier sequences left as they were
+    replaced: int = 0  # earlier sequences ingested again: their rows replaced by the new ones
+    moved: list[tuple[str, str, str]] = field(default_factory=list)  # replaced from another source: (id, was, now)
+
+
+def sequence_key(record: ClipRecord) -> tuple[str, str]:
+    """What makes two rows the same sequence: its dataset and its name (importers refuse a name twice)."""
+    return record.dataset, record.sequence_id
+
+
+def merge_manifests(earlier: list[ClipRecord], earlier_metadata: dict[str, str], new: list[ClipRecord],
+                    new_metadata: dict[str, str]) -> Merged:
+    """Earlier rows, less those of every sequence in `new` (all of a sequence's rows go: its clips may be cut
+    differently now), plus `new`. Metadata: per key, the distinct values of both, sorted and comma-joined (the
+    earlier ones only while an earlier row is kept; a value may outlive the last row made with it)."""
+    new_sources = {sequence_key(r): r.source_path for r in new}
+    kept = [r for r in earlier if sequence_key(r) not in new_sources]
+    merged = Merged(kept + list(new), {})
+    for dataset, _ in sorted({sequence_key(r) for r in kept}):
+        merged.kept[dataset] = merged.kept.get(dataset, 0) + 1
+    earlier_sources = {sequence_key(r): r.source_path for r in earlier if sequence_key(r) in new_sources}
+    merged.replaced = len(earlier_sources)
+    merged.moved = [(key[1], was, new_sources[key]) for key, was in sorted(earlier_sources.items())
+                    if was != new_sources[key]]
+    for key in [*new_metadata, *(k for k in earlier_metadata if k not in new_metadata)]:
+        values = {v for v in (new_metadata.get(key), earlier_metadata.get(key) if kept else None) if v is not None}
+        merged.metadata[key] = ",".join(sorted(set(",".join(values).split(","))))
+    return merged

@@ -92,25 +92,35 @@ def read_annotation_boxes(path: str) -> np.ndarray:
     return np.stack([parse_box(path, i + 1, line) for i, line in enumerate(lines)])
 
 
-def read_label_lines(path: str) -> np.ndarray:
-    """One integer per line (GOT-10k absence.label / cover.label) -> [N] int."""
-    values = []
-    for i, line in enumerate(read_text_lines(path)):
-        try:
-            values.append(int(float(line.strip())))
-        except ValueError as exc:
-            raise InvalidInputError(path, f"expected an integer label, got {line.strip()!r}", i + 1) from exc
-    return np.array(values, dtype=np.int64)
-
-
-def read_label_row(path: str) -> np.ndarray:
-    """Comma-separated integers on one line (LaSOT full_occlusion.txt / out_of_view.txt) -> [N] int."""
-    lines = read_text_lines(path)
-    text = ",".join(lines)
+def _label_value(path: str, text: str, allowed: range, line: int, where: str = "") -> int:
+    """One integer label; a fraction ("0.5") or a value outside `allowed` is an error, never rounded or clipped."""
     try:
-        return np.array([int(float(p)) for p in _SEPARATORS.split(text.strip()) if p], dtype=np.int64)
+        number = float(text)
     except ValueError as exc:
-        raise InvalidInputError(path, f"expected comma-separated 0/1 labels: {exc}", 1) from exc
+        raise InvalidInputError(path, f"{where}expected an integer label, got {text!r}", line) from exc
+    if not number.is_integer():
+        raise InvalidInputError(path, f"{where}expected an integer label, got {text!r}", line)
+    value = int(number)
+    if value not in allowed:
+        raise InvalidInputError(path, f"{where}label {value} is out of range: {os.path.basename(path)} holds "
+                                      f"{allowed.start}..{allowed.stop - 1}", line)
+    return value
+
+
+def read_label_lines(path: str, allowed: range) -> np.ndarray:
+    """One integer per line (GOT-10k absence.label / cover.label), each within `allowed` -> [N] int."""
+    return np.array([_label_value(path, line.strip(), allowed, i + 1) for i, line in enumerate(read_text_lines(path))],
+                    dtype=np.int64)
+
+
+def read_label_row(path: str, allowed: range) -> np.ndarray:
+    """Comma-separated integers (LaSOT full_occlusion.txt / out_of_view.txt: one line), each within `allowed`
+    -> [N] int. An error names the line and which value on it (the frame)."""
+    values = []
+    for line_no, line in enumerate(read_text_lines(path), start=1):
+        for part in (p for p in _SEPARATORS.split(line.strip()) if p):
+            values.append(_label_value(path, part, allowed, line_no, f"value {len(values) + 1} (frame {len(values)}): "))
+    return np.array(values, dtype=np.int64)
 
 
 def check_count(path: str, what: str, count: int, frames: int, frames_where: str) -> None:
@@ -124,6 +134,29 @@ def valid_boxes(boxes: np.ndarray) -> np.ndarray:
     """[N] bool: a box with positive width and height (the official datasets' `valid`)."""
     with np.errstate(invalid="ignore"):
         return (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+
+
+def check_boxes_in_frame(path: str, boxes: np.ndarray, visible: np.ndarray, width: int, height: int,
+                         how_to_mark_absent: str, line_of=lambda i: i + 1) -> None:
+    """A frame counted as visible must have a box that overlaps the width x height image.
+
+    A box wholly outside it is refused (naming the file and line), not quietly marked absent: the
+    annotation says the target is in view and the box says it is not, and the usual causes (boxes for
+    another resolution, normalised coordinates, columns in another order) make every box wrong, which
+    marking the outside ones absent would hide. A frame whose target has left the view is marked
+    absent in the layout's own way (`how_to_mark_absent`, said in the error).
+    """
+    x, y, w, h = np.asarray(boxes, dtype=np.float64).T
+    with np.errstate(invalid="ignore"):
+        outside = np.asarray(visible, dtype=bool) & ((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0))
+    if not outside.any():
+        return
+    i = int(np.argmax(outside))
+    more = int(outside.sum()) - 1
+    box = ",".join(f"{v:g}" for v in boxes[i])
+    raise InvalidInputError(path, f"box {box} of frame {i} lies entirely outside the {width}x{height} image"
+                                  + (f" (and {more} more frames' boxes)" if more else "")
+                                  + f"; if the target is out of view there, {how_to_mark_absent}", line_of(i))
 
 
 def numbered_frames(folder: str, name_of, ext: str = ".jpg") -> list[str]:
@@ -157,6 +190,19 @@ def read_image(path: str) -> np.ndarray:
         raise InvalidInputError(path, f"unreadable or truncated image: {exc}") from exc
 
 
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image, from its header (nothing is decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError as exc:
+        raise InvalidInputError(path, "frame file is missing") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(path, f"unreadable or truncated image: {exc}") from exc
+
+
 def iter_frames(source: SequenceSource) -> Iterator[np.ndarray]:
     """Every frame of a sequence in order, each HWC uint8 of one size; bad frames raise InvalidInputError."""
     if source.video_path is None:
@@ -180,17 +226,48 @@ def iter_frames(source: SequenceSource) -> Iterator[np.ndarray]:
         raise InvalidInputError(source.video_path, f"unreadable or truncated video: {exc}") from exc
 
 
-def video_fps(path: str) -> float:
+@dataclass(frozen=True)
+class VideoStream:
+    fps: float
+    width: int
+    height: int
+
+
+def video_stream(path: str) -> VideoStream:
+    """The frame rate and frame size of a video file's first video stream (nothing is decoded)."""
     import av
 
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 raise InvalidInputError(path, "no video stream")
-            rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
-            return float(rate) if rate else 30.0
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not (width > 0 and height > 0):
+                raise InvalidInputError(path, "the video stream does not say its frame size")
+            return VideoStream(float(rate) if rate else 30.0, width, height)
     except av.error.FFmpegError as exc:
         raise InvalidInputError(path, f"unreadable video: {exc}") from exc
+
+
+class FirstListed:
+    """Where each sequence name was first listed. A sequence is listed once per data set (its name is its id in
+    the manifest); a second entry is the error, named with both places. The first is imported, so with
+    --skip-invalid the second is skipped and reported."""
+
+    def __init__(self):
+        self.first: dict[str, tuple[str, int | None]] = {}
+
+    def check(self, name: str, path: str, line: int | None = None) -> None:
+        if name in self.first:
+            first_path, first_line = self.first[name]
+            if first_line is None:
+                where = first_path
+            else:
+                where = f"line {first_line}" if first_path == path else f"{first_path}:{first_line}"
+            raise InvalidInputError(path, f"sequence {name!r} appears twice (first: {where})", line)
+        self.first[name] = (path, line)
 
 
 @dataclass
@@ -220,4 +297,7 @@ class Listing:
         try:
             self.sequences.append(read())
         except InvalidInputError as exc:
-            self.invalid.append(SkippedSequence(dataset, split, name, source_path, exc))
+            self.add_invalid(dataset, split, name, source_path, exc)
+
+    def add_invalid(self, dataset: str, split: str, name: str, source_path: str, error: InvalidInputError) -> None:
+        self.invalid.append(SkippedSequence(dataset, split, name, source_path, error))

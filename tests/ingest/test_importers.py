@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -12,28 +11,6 @@ from stark.platform.ingest.footage import fit_to_frame_count
 from stark.platform.ingest.importers import detect_layout, read_source
 from stark.platform.ingest.sequence_clips import ClipSettings, ingest_sequence
 from stark.platform.ingest.sources import InvalidInputError
-from stark.platform.ingest.synthetic import write_demo_dataset
-
-SMALL = dict(num_sequences=3, num_frames=30, size=(160, 120), num_test=1)
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    """Each layout written once (seeded); tests that break a file work on a copy."""
-    root = tmp_path_factory.mktemp("sources")
-    written = {}
-    for layout in ("got10k", "lasot", "trackingnet", "footage"):
-        written[layout] = write_demo_dataset(str(root / layout), layout, seed=3, **SMALL)
-    return root, written
-
-
-@pytest.fixture
-def copy_of(sources, tmp_path):
-    def copy(layout: str) -> str:
-        target = str(tmp_path / layout)
-        shutil.copytree(sources[0] / layout, target)
-        return target
-    return copy
 
 
 def only(listing, split="train"):
