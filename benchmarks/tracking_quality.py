@@ -7,6 +7,9 @@ every frame): AO, SR50, SR75, the share of sequences where the model beats the s
 visible frames at IoU 0, the ROC AUC of the score for "IoU > 0.5" (the score head's job), and the share
 of visible frames boxed at IoU > 0.5 on the demo video of `stark pipeline` (150 frames, the preset's
 seed + 2, "test" photographs; tracked from its frames before the pipeline's H.264 encoding).
+Then, per model, how the predicted size follows the target's: the search crop is cut around the true box
+scaled by 0.5-2 (so the target fills 64-16 px of a 128 px crop) and the median predicted / true size is
+printed. A tracker whose ratio is above 1 at the nominal size feeds each over-estimate into the next crop.
 
     python benchmarks/tracking_quality.py                                   # the shipped starter
     python benchmarks/tracking_quality.py --models starter:stark_tiny stark-pipeline/tune/model_tuned.pt
@@ -23,15 +26,46 @@ import time
 import numpy as np
 
 from ceiling import ceiling_line
+import torch
+
+from stark.platform.crop import crop_around_box
 from stark.platform.evaluate import metrics as M
+from stark.platform.image_norm import normalize_crops
 from stark.platform.experiment import load_config
 from stark.platform.evaluate.report import score_auc
-from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.runner import load_sequences, pack_model, read_sequence_frames, track_sequences
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
 from stark.platform.ingest.synthetic import iter_sequences, make_sequences, write_got10k
 from stark.platform.track.config import resolve_tracker_settings
 from stark.platform.track.tracker import StarkTracker
+
+
+SIZE_SCALES = (0.5, 0.7, 1.0, 1.4, 2.0)
+
+
+def size_response(tracker: StarkTracker, sequences, every: int = 10) -> list[float]:
+    """Median predicted / true size (sqrt of area) of one search step around the true box scaled by each
+    of SIZE_SCALES, on every `every`-th visible frame, templates from the first frame."""
+    c = tracker.cfg
+    ratios: dict[float, list[float]] = {s: [] for s in SIZE_SCALES}
+    for seq in sequences:
+        frames = list(read_sequence_frames(seq.frames))
+        state = tracker.start(frames[0], seq.boxes_xywh[0])
+        for t in range(every // 2, len(frames), every):
+            if not seq.visible[t]:
+                continue
+            x, y, w, h = seq.boxes_xywh[t]
+            for s in SIZE_SCALES:
+                box = np.array([x + w / 2 - w * s / 2, y + h / 2 - h * s / 2, w * s, h * s])
+                crop, mask, window = crop_around_box(frames[t], box, c.search_factor, c.search_size)
+                with torch.inference_mode():
+                    out = tracker.model.forward_search(state.templates, normalize_crops(crop[None]),
+                                                       torch.from_numpy(mask[None]))
+                _, _, pw, ph = out["pred_boxes"][0].float().numpy() * c.search_size
+                true = window.box_to_crop(seq.boxes_xywh[t])
+                ratios[s].append(float(np.sqrt(pw * ph / (true[2] * true[3]))))
+    return [float(np.median(ratios[s])) for s in SIZE_SCALES]
 
 
 def main() -> None:
@@ -74,6 +108,7 @@ def main() -> None:
     static_video = video_share(np.repeat(video.boxes_xywh[:1], video.num_frames, axis=0))
     lines = [f"{'static box (first frame)':<34}{static['ao']:>7.3f}{static['sr50']:>7.3f}{static['sr75']:>7.3f}"
              f"{0:>10.3f}{'-':>13}{static_extra['iou0']:>7.2f}{'-':>10}{static_video:>9.0%}{'-':>7}"]
+    size_rows = []
     for spec in args.models:
         loaded = load_model(spec, cfg.model)
         settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, [])
@@ -86,11 +121,17 @@ def main() -> None:
         auc = score_auc(results, sequences)
         on_video = video_share(StarkTracker(loaded.model, loaded.model_cfg, settings).track(
             video.frames, video.boxes_xywh[0]).boxes)
+        size_rows.append((spec, size_response(StarkTracker(loaded.model, loaded.model_cfg, settings), sequences)))
         lines.append(f"{spec[-34:]:<34}{scores['ao']:>7.3f}{scores['sr50']:>7.3f}{scores['sr75']:>7.3f}"
                      f"{scores['ao'] - static['ao']:>10.3f}{beats:>13.0%}{extra['iou0']:>7.2f}{auc:>10.3f}"
                      f"{on_video:>9.0%}{fps:>7.1f}")
     print(header)
     print("\n".join(lines))
+    print(f"\nmedian predicted / true size, search crop cut around the true box scaled by s "
+          f"(target {cfg.model.search_size / cfg.model.search_factor:.0f}/s px in the crop):")
+    print(f"{'model':<34}" + "".join(f"{f's={s:g}':>8}" for s in SIZE_SCALES))
+    for spec, ratios in size_rows:
+        print(f"{spec[-34:]:<34}" + "".join(f"{r:>8.2f}" for r in ratios))
     shutil.rmtree(root, ignore_errors=True)
 
 
