@@ -28,7 +28,6 @@ from stark.platform.evaluate.runner import load_sequences, pack_model, track_seq
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
 from stark.platform.ingest.synthetic import iter_sequences, write_got10k
-from stark.platform.track.config import resolve_tracker_settings
 
 
 def main() -> None:
@@ -65,7 +64,7 @@ def main() -> None:
              f"{0:>10.3f}{'-':>13}{static_extra['iou0']:>7.2f}{'-':>10}{'-':>7}"]
     for spec in args.models:
         loaded = load_model(spec, cfg.model)
-        settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, [])
+        settings = cfg.tracker_choice.for_model(loaded.tracker)
         tick = time.perf_counter()
         results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
                                   EvalConfig(num_workers=0, batch_size=6))

@@ -22,7 +22,6 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     from stark.platform.evaluate.report import write_report
     from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
     from stark.platform.model_loading import load_model
-    from stark.platform.track.config import resolve_tracker_settings
 
     try:
         loaded = load_model(args.model, cfg.model, cfg.storage)
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print(f"error: {args.data} mixes datasets {sorted(benchmarks)}; choose one with evaluate.benchmark=... "
               f"or --split", file=sys.stderr)
         return 2
-    settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, args.overrides)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
     out_dir = args.out or cfg.evaluate.output
     total_frames = sum(s.num_frames for s in sequences)
     print(f"evaluating {loaded.kind} model {args.model} (STARK-{loaded.model_cfg.variant}) on {len(sequences)} "

@@ -193,7 +193,7 @@ class Pipeline:
               f"--split {split} --config {self.config_path}")
         sequences = [s for s in load_sequences(data, self.cfg.storage, split) if s.has_groundtruth]
         outcome = promote(self.tracking_uri, f"models:/{name}/{version}", sequences,
-                          self.cfg.evaluate.benchmark or sequences[0].dataset, self.cfg.registry, self.cfg.tracker,
+                          self.cfg.evaluate.benchmark or sequences[0].dataset, self.cfg.registry, self.cfg.tracker_choice,
                           self.cfg.evaluate, self.cfg.storage, log=lambda line: print(f"    {line}"))
         print(f"    {'PROMOTED' if outcome.decision.promote else 'not promoted'}: {outcome.decision.reason}")
 
@@ -254,7 +254,6 @@ class Pipeline:
         from stark.platform.evaluate.report import PROTOCOLS, score_auc
         from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
         from stark.platform.model_loading import load_model
-        from stark.platform.track.config import resolve_tracker_settings
 
         model = self.served_model()
         minutes = (time.monotonic() - self.started) / 60
@@ -278,7 +277,7 @@ class Pipeline:
             candidates.append((f"starter alone ({self.cfg.train.init_from.split('/')[-1][:14]})", self.cfg.train.init_from))
         for label, spec in candidates:
             loaded = load_model(spec, self.cfg.model, self.cfg.storage)
-            tracker = resolve_tracker_settings(self.cfg.tracker, loaded.tracker, [])
+            tracker = self.cfg.tracker_choice.for_model(loaded.tracker)
             settings = settings or tracker
             results = track_sequences(pack_model(loaded.model, loaded.model_cfg), tracker, sequences,
                                       self.cfg.evaluate, self.cfg.storage)

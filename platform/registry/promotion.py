@@ -31,7 +31,7 @@ from ..evaluate.report import PROTOCOLS
 from ..evaluate.runner import EvalSequence, pack_model, sequence_fingerprint, track_sequences
 from ..mlflow_runs import embedded_artifact_location
 from ..model_loading import load_model
-from ..track.config import resolve_tracker_settings
+from ..track.config import TrackerChoice
 from ..tune.search import resolve_metric, sequence_set_hash, tuning_record
 from .config import RegistryConfig
 from .versions import PromotionLock, RegistryError, alias_version, client_for, explain_mlflow_error, resolve_version
@@ -211,7 +211,7 @@ def tune_overlap(tuned: dict | None, sequences: list[EvalSequence]) -> str:
 
 
 def evaluate_version(client, tracking_uri: str, name: str, version: str, sequences: list[EvalSequence],
-                     hash_: str, metric: str, benchmark: str, tracker_defaults, eval_cfg: EvalConfig,
+                     hash_: str, metric: str, benchmark: str, tracker: TrackerChoice, eval_cfg: EvalConfig,
                      storage_cfg=None, log=print) -> dict[str, float]:
     """Per-sequence scores of a model version on a data set, reusing a stored evaluation if any."""
     from mlflow.entities import ViewType
@@ -233,7 +233,7 @@ def evaluate_version(client, tracking_uri: str, name: str, version: str, sequenc
 
     log(f"  {name}/{version}: evaluating on {len(sequences)} sequence(s)")
     loaded = load_model(f"models:/{name}/{version}")
-    settings = resolve_tracker_settings(tracker_defaults, loaded.tracker, [])
+    settings = tracker.for_model(loaded.tracker)
     results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, eval_cfg, storage_cfg)
     scores = per_sequence_scores(metric, benchmark, results, sequences)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(
@@ -257,7 +257,7 @@ class PromotionOutcome:
 
 
 def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence], benchmark: str,
-            cfg: RegistryConfig, tracker_defaults, eval_cfg: EvalConfig, storage_cfg=None, log=print,
+            cfg: RegistryConfig, tracker: TrackerChoice, eval_cfg: EvalConfig, storage_cfg=None, log=print,
             tuned_on: list[EvalSequence] | None = None) -> PromotionOutcome:
     """Evaluate the candidate (and the champion, if any) on the same sequences, score the static box on
     them, decide, and move the alias on a win. Everything happens under the promotion lock; the
@@ -287,13 +287,13 @@ def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence]
                        if overlap != OVERLAP_UNKNOWN else "its tuning record does not say which sequences "
                        "it was tuned on"))
             cand_scores = evaluate_version(client, tracking_uri, name, candidate, sequences, hash_, metric, benchmark,
-                                           tracker_defaults, eval_cfg, storage_cfg, log)
+                                           tracker, eval_cfg, storage_cfg, log)
             static_scores = static_box_scores(metric, benchmark, sequences)
             log(f"  {STATIC_BASELINE}: mean {metric} {np.mean(list(static_scores.values())):.4f}")
             champ_scores = None
             if champion is not None:
                 champ_scores = evaluate_version(client, tracking_uri, name, champion, sequences, hash_, metric,
-                                                benchmark, tracker_defaults, eval_cfg, storage_cfg, log)
+                                                benchmark, tracker, eval_cfg, storage_cfg, log)
             decision = decide(cand_scores, champ_scores, cfg, metric, champion, static=static_scores)
             decision = dataclasses.replace(decision, tune_overlap=overlap)
             run_id = record_decision(client, tracking_uri, name, candidate, decision, hash_, cand_scores,

@@ -143,7 +143,7 @@ def test_a_model_is_refused_where_the_static_box_is_better_and_promoted_where_it
 
     def promote_on(version: str, tree, **kwargs):
         sequences = load_sequences(str(tree), split="val")
-        return promote(uri, f"models:/stark/{version}", sequences, "got10k", cfg.registry, cfg.tracker, cfg.evaluate,
+        return promote(uri, f"models:/stark/{version}", sequences, "got10k", cfg.registry, cfg.tracker_choice, cfg.evaluate,
                        log=lines.append, **kwargs)
 
     saved_uri = mlflow.get_tracking_uri()
