@@ -24,7 +24,7 @@ from ceiling import ceiling_line
 from stark.platform.evaluate import metrics as M
 from stark.platform.experiment import load_config
 from stark.platform.evaluate.report import score_auc
-from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.runner import load_sequences, track_model
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
 from stark.platform.ingest.synthetic import iter_sequences, write_got10k
@@ -66,8 +66,7 @@ def main() -> None:
         loaded = load_model(spec, cfg.model)
         settings = cfg.tracker_choice.for_model(loaded.tracker)
         tick = time.perf_counter()
-        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
-                                  EvalConfig(num_workers=0, batch_size=6))
+        results = track_model(loaded, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
         fps = sum(s.num_frames for s in sequences) / (time.perf_counter() - tick)
         scores, extra = row(lambda s: results[s.name].boxes)
         beats = np.mean([extra["per_ao"][n] > static_extra["per_ao"][n] for n in extra["per_ao"]])

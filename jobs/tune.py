@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import add_model_data_args, config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, use_tracking_uri
 
 
 def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> str:
@@ -29,18 +29,16 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
-    from stark.platform.evaluate.runner import load_sequences, pack_model
-    from stark.platform.model_loading import load_model
+    tracking_uri = use_tracking_uri(cfg)
+    from stark.platform.evaluate.report import resolve_metric
+    from stark.platform.evaluate.runner import pack_model
     from stark.platform.tune.report import write_tune_report
-    from stark.platform.tune.search import compute_bases, resolve_metric, run_search
+    from stark.platform.tune.search import compute_bases, run_search
 
-    try:
-        loaded = load_model(args.model, cfg.model, cfg.storage)
-        sequences = [s for s in load_sequences(args.data, cfg.storage, args.split) if s.has_groundtruth]
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    found = load_model_and_sequences(args, cfg)
+    if found is None:
         return 2
+    loaded, sequences = found[0], [s for s in found[1] if s.has_groundtruth]
     if loaded.model_cfg.variant != "ST":
         print("error: only STARK-ST has update settings to tune (this model is STARK-S)", file=sys.stderr)
         return 2
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
 
     report = write_tune_report(grid, out_dir, metric=metric, loaded=loaded, cfg=cfg, settings=settings,
                                model_spec=args.model,
-                               data=args.data, benchmark=benchmark, log_to_mlflow=not args.no_mlflow,
+                               data=args.data, benchmark=benchmark, tracking_uri=None if args.no_mlflow else tracking_uri,
                                sequences=sequences, split=args.split, bases=bases)
     best = report.best
     print(f"\nbest: update_interval={best.update_interval} score_threshold={best.score_threshold:.3f} "
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     for role, path in report.files.items():
         print(f"  {role:<12} {path}")
     if report.run_id:
-        import mlflow
-
-        print(f"  mlflow run {report.run_id} at {mlflow.get_tracking_uri()}")
+        print(f"  mlflow run {report.run_id} at {tracking_uri}")
     print(f"  use it: stark evaluate --model {report.files['model']} --data ...")
     return 0
 

@@ -23,6 +23,7 @@ from ..ingest.clips import decode_clip_frames, open_clip
 from ..ingest.importers import read_source
 from ..ingest.manifest import manifest_uri, read_records
 from ..ingest.sources import read_image
+from ..model_loading import LoadedModel
 from ..precision import AMP_DTYPES
 from ..ray_runtime import init_ray
 from ..track.config import TrackerSettings
@@ -224,6 +225,15 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     for actor in actors:
         ray.kill(actor)
     return results
+
+
+def track_model(loaded: LoadedModel, settings: TrackerSettings, sequences: list[EvalSequence], eval_cfg: EvalConfig,
+                storage_cfg: storage.StorageConfig | None = None,
+                on_result: Callable[[EvalSequence, TrackResult], None] | None = None) -> dict[str, TrackResult]:
+    """What jobs do with a model they loaded: track every sequence with the settings resolved for it
+    (`cfg.tracker_choice.for_model(loaded.tracker)`). Returns {name: result}."""
+    return track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, eval_cfg, storage_cfg,
+                           on_result)
 
 
 def worker_chunks(sequences: list[EvalSequence], batch_size: int, num_workers: int) -> list[list[EvalSequence]]:

@@ -16,6 +16,7 @@ from ...model.stark import Tokens
 from ..checkpoint import make_checkpoint, to_bytes
 from ..evaluate.plots import plot_tuning_map
 from ..evaluate.runner import EvalSequence
+from ..mlflow_runs import job_run, log_metrics, log_params
 from ..storage import write_file_atomic
 from ..track.config import TrackerSettings
 from ..track.tracker import TrackResult
@@ -52,10 +53,10 @@ def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
 
 
 def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, settings: TrackerSettings,
-                      model_spec: str, data: str, benchmark: str, log_to_mlflow: bool = True,
+                      model_spec: str, data: str, benchmark: str, tracking_uri: str | None = None,
                       sequences: list[EvalSequence] | None = None, split: str | None = None,
                       bases: dict[str, TrackResult] | None = None) -> TuneReport:
-    """settings: the model's resolved settings the search ran with; the tuned model stores them with
+    """tracking_uri: where the MLflow run holding all of it goes (None: no run). settings: the model's resolved settings the search ran with; the tuned model stores them with
     the best pair in place. sequences: those the search ran on; recorded in the tuned model so that
     promotion can tell whether it judges on them. bases: the no-update runs, when computed; they give
     the no-update metric and whether any setting ever updates, for the flat-objective check."""
@@ -104,14 +105,10 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
     files["model"] = write_file_atomic(out_dir / "model_tuned.pt", to_bytes(checkpoint))
 
     run_id = None
-    if log_to_mlflow:
-        import mlflow
-
-        mlflow.set_experiment("stark-tune")
-        with mlflow.start_run(run_name=f"tune-{benchmark}") as run:
-            run_id = run.info.run_id
-            mlflow.log_params({"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
-                               **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
+    if tracking_uri:
+        with job_run(tracking_uri, "tune", f"tune-{benchmark}") as (client, run_id):
+            log_params(client, run_id, {"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
+                                        **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
             metrics = {f"best_{metric}": best.score, "trials": len(rows), "trials_completed": summary.completed,
                        "trials_stopped_early": summary.stopped_early, "objective_spread": summary.spread,
                        "frames_tracked": sum(r.frames_tracked for r in rows),
@@ -119,11 +116,12 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
                        "best_score_threshold": best.score_threshold}
             if summary.no_update is not None:
                 metrics[f"no_update_{metric}"] = summary.no_update
-            mlflow.log_metrics(metrics)
-            mlflow.set_tags({"stark.tuned.update_interval": str(best.update_interval),
-                             "stark.tuned.score_threshold": str(best.score_threshold),
-                             "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note})
-            mlflow.log_dict(best_info, "best.json")
+            log_metrics(client, run_id, metrics, step=0)
+            for key, value in {"stark.tuned.update_interval": str(best.update_interval),
+                               "stark.tuned.score_threshold": str(best.score_threshold),
+                               "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note}.items():
+                client.set_tag(run_id, key, value)
+            client.log_dict(run_id, best_info, "best.json")
             for role in ("trials", "heatmap", "summary", "model"):
-                mlflow.log_artifact(str(files[role]))
+                client.log_artifact(run_id, str(files[role]))
     return TuneReport(rows, best, summary, files, run_id)

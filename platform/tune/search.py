@@ -24,7 +24,7 @@ import numpy as np
 from .. import storage
 from ..evaluate import metrics as M
 from ..evaluate.config import EvalConfig
-from ..evaluate.report import PROTOCOLS
+from ..evaluate.report import metric_protocol, resolve_metric
 from ..evaluate.runner import EvalSequence, TrackingWorker, read_sequence_frames, sequence_fingerprint, track_sequences
 from ..track.config import TrackerSettings
 from ..track.tracker import ResumePoint, TrackResult, should_update, track_many
@@ -87,16 +87,10 @@ def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[E
 
 
 # --- scoring ----------------------------------------------------------------------------------------
-def resolve_metric(metric: str, benchmark: str) -> str:
-    return ("ao" if benchmark == "got10k" else "auc") if metric == "auto" else metric
-
-
 def metric_value(metric: str, benchmark: str, results: dict[str, TrackResult],
                  sequences: list[EvalSequence]) -> float:
     """AO (GOT-10k protocol) or success AUC (OPE, the benchmark's absent-frame rule) over `sequences`."""
-    protocol = PROTOCOLS["got10k"] if metric == "ao" else PROTOCOLS.get(benchmark, PROTOCOLS["lasot"])
-    if metric == "auc" and protocol["protocol"] != "ope":
-        protocol = PROTOCOLS["lasot"]
+    protocol = metric_protocol(metric, benchmark)
     per_sequence = {s.name: M.sequence_metrics(results[s.name].boxes, s.boxes_xywh, s.visible, **protocol)
                     for s in sequences}
     return float(M.aggregate(per_sequence).scores[metric])

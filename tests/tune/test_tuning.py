@@ -158,6 +158,7 @@ def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_
     try:
         report = write_tune_report(grid, tmp_path / "report", metric="ao", loaded=loaded, cfg=cfg, settings=settings,
                                    model_spec=str(random_checkpoint), data=str(val_tree), benchmark="got10k",
+                                   tracking_uri=mlflow.get_tracking_uri(),
                                    sequences=sequences, split="val", bases=bases)
         (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
     finally:
