@@ -33,11 +33,10 @@ from stark.platform.evaluate import metrics as M
 from stark.platform.image_norm import normalize_crops
 from stark.platform.experiment import load_config
 from stark.platform.evaluate.report import score_auc
-from stark.platform.evaluate.runner import load_sequences, pack_model, read_sequence_frames, track_sequences
+from stark.platform.evaluate.runner import load_sequences, read_sequence_frames, track_model
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
 from stark.platform.ingest.synthetic import iter_sequences, make_sequences, write_got10k
-from stark.platform.track.config import resolve_tracker_settings
 from stark.platform.track.tracker import StarkTracker
 
 
@@ -111,10 +110,9 @@ def main() -> None:
     size_rows = []
     for spec in args.models:
         loaded = load_model(spec, cfg.model)
-        settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, [])
+        settings = cfg.tracker_choice.for_model(loaded.tracker)
         tick = time.perf_counter()
-        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
-                                  EvalConfig(num_workers=0, batch_size=6))
+        results = track_model(loaded, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
         fps = sum(s.num_frames for s in sequences) / (time.perf_counter() - tick)
         scores, extra = row(lambda s: results[s.name].boxes)
         beats = np.mean([extra["per_ao"][n] > static_extra["per_ao"][n] for n in extra["per_ao"]])

@@ -23,7 +23,7 @@ from stark.platform.experiment import load_config
 from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
-from stark.platform.track.config import TrackerSettings
+from stark.platform.track.config import TrackerChoice, TrackerSettings
 from stark.platform.tune.search import best_setting, compute_bases, run_search, trial_table
 from stark.platform.tune.config import TuneConfig
 
@@ -51,10 +51,12 @@ def main() -> None:
 
         loaded = load_model(args.model)
         packed = pack_model(loaded.model, loaded.model_cfg)
+        settings = TrackerChoice().for_model(loaded.tracker)  # what trials keep but for the searched pair
     else:
         cfg = load_config("stark_tiny").model
         torch.manual_seed(0)
         packed = pack_model(build_stark(cfg), cfg)
+        settings = TrackerSettings()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory() as root:
@@ -74,9 +76,9 @@ def main() -> None:
                                ("early stop + reuse", dataclasses.replace(base, scheduler="asha", reuse=True,
                                                                           reduction_factor=3))):
                 start = time.perf_counter()
-                bases = compute_bases(packed, sequences, eval_cfg) if cfg.reuse else None
+                bases = compute_bases(packed, settings, sequences, eval_cfg) if cfg.reuse else None
                 frames = eval_frames if cfg.reuse else 0  # the base run is one evaluation's worth of frames
-                trials = trial_table(run_search(packed, sequences, cfg, "got10k", f"{label[:5]}-{k}", EvalConfig(),
+                trials = trial_table(run_search(packed, settings, sequences, cfg, "got10k", f"{label[:5]}-{k}", EvalConfig(),
                                                 None, bases))
                 seconds = time.perf_counter() - start
                 frames += sum(t.frames_tracked for t in trials)

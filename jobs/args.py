@@ -71,6 +71,19 @@ def config_from_args(args: argparse.Namespace):
         raise SystemExit(2) from exc
 
 
+def load_model_and_sequences(args: argparse.Namespace, cfg):
+    """--model and --data (with --split) of a job that tracks a data set: (LoadedModel, sequences), or None
+    after one 'error:' line (the job then exits 2). Call it after use_tracking_uri: models:/ URIs resolve there."""
+    from stark.platform.evaluate.runner import load_sequences
+    from stark.platform.model_loading import load_model
+
+    try:
+        return load_model(args.model, cfg.model, cfg.storage), load_sequences(args.data, cfg.storage, args.split)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def use_tracking_uri(cfg) -> str:
     """Point this process's MLflow at the configured tracking URI (config, then $MLFLOW_TRACKING_URI,
     then the embedded sqlite file) and return it; model URIs like models:/stark@champion resolve there."""

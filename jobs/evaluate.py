@@ -5,7 +5,7 @@ import dataclasses
 import sys
 import time
 
-from stark.jobs.args import add_model_data_args, config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, use_tracking_uri
 
 
 def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
@@ -18,18 +18,14 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
-    from stark.platform.evaluate.report import write_report
-    from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
-    from stark.platform.model_loading import load_model
-    from stark.platform.track.config import resolve_tracker_settings
+    tracking_uri = use_tracking_uri(cfg)
+    from stark.platform.evaluate.report import log_report, write_report
+    from stark.platform.evaluate.runner import track_model
 
-    try:
-        loaded = load_model(args.model, cfg.model, cfg.storage)
-        sequences = load_sequences(args.data, cfg.storage, args.split)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    found = load_model_and_sequences(args, cfg)
+    if found is None:
         return 2
+    loaded, sequences = found
     if cfg.evaluate.max_sequences:
         sequences = sequences[:cfg.evaluate.max_sequences]
     benchmarks = {s.dataset for s in sequences}
@@ -38,7 +34,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print(f"error: {args.data} mixes datasets {sorted(benchmarks)}; choose one with evaluate.benchmark=... "
               f"or --split", file=sys.stderr)
         return 2
-    settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, args.overrides)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
     out_dir = args.out or cfg.evaluate.output
     total_frames = sum(s.num_frames for s in sequences)
     print(f"evaluating {loaded.kind} model {args.model} (STARK-{loaded.model_cfg.variant}) on {len(sequences)} "
@@ -58,28 +54,24 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print(f"[{done['sequences']}/{len(sequences)}] {seq.name}: {len(result.boxes)} frames | "
               f"{rate:.1f} frames/s overall | ETA {eta:.0f}s", flush=True)
 
-    results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, cfg.evaluate,
-                              cfg.storage, on_result=progress)
+    results = track_model(loaded, settings, sequences, cfg.evaluate, cfg.storage, on_result=progress)
     wall = time.perf_counter() - start
 
     run_id = None
     if args.no_mlflow:
-        report = write_report(benchmark, results, sequences, out_dir, absent_as_failure=cfg.evaluate.absent_as_failure,
-                              log_to_mlflow=False)
+        report = write_report(benchmark, results, sequences, out_dir, absent_as_failure=cfg.evaluate.absent_as_failure)
     else:
-        import mlflow
-
         from stark.platform.experiment import flatten, to_dict
+        from stark.platform.mlflow_runs import job_run, log_metrics, log_params
 
-        mlflow.set_experiment("stark-evaluate")
-        with mlflow.start_run(run_name=f"evaluate-{benchmark}") as run:
-            run_id = run.info.run_id
-            mlflow.log_params({"model": args.model, "data": args.data, "benchmark": benchmark,
-                               **{f"tracker.{k}": v for k, v in dataclasses.asdict(settings).items()},
-                               **{k: v for k, v in flatten(to_dict(cfg.evaluate), "evaluate.").items()}})
-            mlflow.log_metric("frames_per_second", total_frames / wall)
+        with job_run(tracking_uri, "evaluate", f"evaluate-{benchmark}") as (client, run_id):
+            log_params(client, run_id, {"model": args.model, "data": args.data, "benchmark": benchmark,
+                                        **{f"tracker.{k}": v for k, v in dataclasses.asdict(settings).items()},
+                                        **flatten(to_dict(cfg.evaluate), "evaluate.")})
+            log_metrics(client, run_id, {"frames_per_second": total_frames / wall}, step=0)
             report = write_report(benchmark, results, sequences, out_dir,
                                   absent_as_failure=cfg.evaluate.absent_as_failure)
+            log_report(client, run_id, report)
 
     print(f"\ndone: {report.num_sequences} sequences, {report.num_frames} frames in {wall:.1f}s "
           f"({report.num_frames / wall:.1f} frames/s)")
@@ -94,9 +86,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     for role, path in report.files.items():
         print(f"  {role:<22} {path}")
     if run_id:
-        import mlflow
-
-        print(f"  mlflow run {run_id} at {mlflow.get_tracking_uri()}")
+        print(f"  mlflow run {run_id} at {tracking_uri}")
     return 0
 
 

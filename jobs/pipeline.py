@@ -1,6 +1,7 @@
 """`stark pipeline`: the main job. Data -> ingest -> train (both stages) -> tune -> register -> promote
 -> track, each step skipped when its output already exists, then a summary against the static-box
-baseline. Every step is the same job a user can run alone; the pipeline prints each command."""
+baseline. Every step runs through its job's `main` with the argv the pipeline prints: the same job a user
+can run alone, on the effective config the pipeline wrote."""
 from __future__ import annotations
 
 import hashlib
@@ -153,54 +154,58 @@ class Pipeline:
     def tuned_model(self) -> str:
         return str(self.work / "tune" / "model_tuned.pt")
 
+    def registered_version(self, checkpoint: str) -> str | None:
+        """The version registered from this checkpoint file (by its content hash), if any."""
+        from stark.platform.mlflow_runs import mlflow_client
+
+        digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+        client = mlflow_client(self.tracking_uri)
+        name = self.cfg.registry.model_name
+        if not client.search_registered_models(f"name = '{name}'"):
+            return None
+        found = [v for v in client.search_model_versions(f"name = '{name}'")
+                 if v.tags.get("stark.checkpoint_sha256") == digest]
+        return str(found[0].version) if found else None
+
     def step_register(self) -> None:
-        from stark.jobs.register import register
-        from stark.platform.registry.versions import client_for
+        from stark.jobs.register import main as register_main
 
         checkpoint = self.tuned_model()
-        digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-        self.begin("register", f"{checkpoint} as '{self.cfg.registry.model_name}'")
-        client = client_for(self.tracking_uri)
         name = self.cfg.registry.model_name
-        existing = [v for v in client.search_model_versions(f"name = '{name}'")
-                    if v.tags.get("stark.checkpoint_sha256") == digest] if client.search_registered_models(
-                        f"name = '{name}'") else []
+        self.begin("register", f"{checkpoint} as '{name}'")
+        existing = self.registered_version(checkpoint)
         if existing:
-            self.version = str(existing[0].version)
+            self.version = existing
             print(f"    already registered as models:/{name}/{self.version}: skipped")
             return
-        print(f"    $ stark register --checkpoint {checkpoint} --eval-data {self.val_data} "
-              f"--split {self.p.val_split} --config {self.config_path}")
-        version = register(self.cfg, checkpoint, self.val_data, self.p.val_split,
-                           description="registered by stark pipeline")
-        self.version = str(version.version)
-        print(f"    models:/{name}/{self.version}")
+        args = ["register", "--checkpoint", checkpoint, "--eval-data", self.val_data,
+                "--description", "registered by stark pipeline"]
+        if self.p.val_split:
+            args += ["--split", self.p.val_split]
+        self.run(register_main, self.command(*args), "register")
+        self.version = self.registered_version(checkpoint)
 
     def step_promote(self) -> None:
-        from stark.platform.evaluate.runner import load_sequences
-        from stark.platform.registry.promotion import promote
-        from stark.platform.registry.versions import client_for
+        from stark.jobs.promote import main as promote_main
+        from stark.platform.mlflow_runs import mlflow_client
 
         name = self.cfg.registry.model_name
         version = getattr(self, "version", None) or self._latest_version()
         self.begin("promote", f"models:/{name}/{version} against the current champion")
-        tags = client_for(self.tracking_uri).get_model_version(name, version).tags
+        tags = mlflow_client(self.tracking_uri).get_model_version(name, version).tags
         if "stark.promotion.decision" in tags:
             print(f"    already decided ({tags['stark.promotion.decision']}): skipped")
             return
         data, split = self.promote_data
-        print(f"    $ stark promote --candidate models:/{name}/{version} --data {data} "
-              f"--split {split} --config {self.config_path}")
-        sequences = [s for s in load_sequences(data, self.cfg.storage, split) if s.has_groundtruth]
-        outcome = promote(self.tracking_uri, f"models:/{name}/{version}", sequences,
-                          self.cfg.evaluate.benchmark or sequences[0].dataset, self.cfg.registry, self.cfg.tracker,
-                          self.cfg.evaluate, self.cfg.storage, log=lambda line: print(f"    {line}"))
-        print(f"    {'PROMOTED' if outcome.decision.promote else 'not promoted'}: {outcome.decision.reason}")
+        args = ["promote", "--candidate", f"models:/{name}/{version}", "--data", data]
+        if split:
+            args += ["--split", split]
+        self.run(promote_main, self.command(*args), "promote")
 
     def _latest_version(self) -> str:
-        from stark.platform.registry.versions import client_for
+        from stark.platform.mlflow_runs import mlflow_client
 
-        versions = client_for(self.tracking_uri).search_model_versions(f"name = '{self.cfg.registry.model_name}'")
+        versions = mlflow_client(self.tracking_uri).search_model_versions(f"name = '{self.cfg.registry.model_name}'")
         if not versions:
             raise RuntimeError("no registered version to promote: run the register step")
         return str(max(int(v.version) for v in versions))
@@ -209,11 +214,12 @@ class Pipeline:
         """The model the pipeline has produced so far: the champion, else the tuned checkpoint, else the
         last trained stage's checkpoint; None before training."""
         from stark.platform import storage
-        from stark.platform.registry.versions import alias_version, client_for
+        from stark.platform.mlflow_runs import mlflow_client
+        from stark.platform.registry.versions import alias_version
 
         name = self.cfg.registry.model_name
         if "register" in self.p.steps or "promote" in self.p.steps:
-            champion = alias_version(client_for(self.tracking_uri), name, self.cfg.registry.champion_alias)
+            champion = alias_version(mlflow_client(self.tracking_uri), name, self.cfg.registry.champion_alias)
             if champion:
                 return f"models:/{name}@{self.cfg.registry.champion_alias}"
         if Path(self.tuned_model()).exists():
@@ -252,9 +258,8 @@ class Pipeline:
 
         from stark.platform.evaluate import metrics as M
         from stark.platform.evaluate.report import PROTOCOLS, score_auc
-        from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+        from stark.platform.evaluate.runner import load_sequences, track_model
         from stark.platform.model_loading import load_model
-        from stark.platform.track.config import resolve_tracker_settings
 
         model = self.served_model()
         minutes = (time.monotonic() - self.started) / 60
@@ -278,10 +283,9 @@ class Pipeline:
             candidates.append((f"starter alone ({self.cfg.train.init_from.split('/')[-1][:14]})", self.cfg.train.init_from))
         for label, spec in candidates:
             loaded = load_model(spec, self.cfg.model, self.cfg.storage)
-            tracker = resolve_tracker_settings(self.cfg.tracker, loaded.tracker, [])
+            tracker = self.cfg.tracker_choice.for_model(loaded.tracker)
             settings = settings or tracker
-            results = track_sequences(pack_model(loaded.model, loaded.model_cfg), tracker, sequences,
-                                      self.cfg.evaluate, self.cfg.storage)
+            results = track_model(loaded, tracker, sequences, self.cfg.evaluate, self.cfg.storage)
             rows[label] = {**scores(lambda s: results[s.name].boxes), "score_auc": score_auc(results, sequences)}
         rows["static box (first frame)"] = scores(lambda s: np.repeat(s.init_box[None], s.num_frames, axis=0))
         keys = [k for k in rows[next(iter(rows))] if k != "fps"]
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
 
     import dataclasses
 
-    from stark.platform.experiment import dump_yaml
+    from stark.platform.experiment import dump_yaml, load_config
 
     work = Path(cfg.pipeline.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -351,6 +355,9 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
         cfg.mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     config_path = work / "pipeline-config.yaml"
     config_path.write_text(dump_yaml(cfg))
+    # read back: the pipeline's own summary sees the config exactly as the steps' jobs do (its command-line
+    # keys are now the file's, so settings stored with a model win over them in every step alike)
+    cfg = load_config(str(config_path))
     # models:/ URIs (the champion in the summary, steps skipped on a re-run) resolve in this store
     use_tracking_uri(cfg)
     from stark.platform.ray_runtime import init_ray, training_cpu_slots

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
         if not sequences:
             raise ValueError(f"{args.data}: no sequence with ground truth to compare on")
         benchmark = cfg.evaluate.benchmark or sequences[0].dataset
-        return promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker,
+        return promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker_choice,
                        cfg.evaluate, cfg.storage)
 
     outcome, code = run_registry_call(compare_and_maybe_promote, tracking_uri)

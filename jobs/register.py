@@ -29,17 +29,15 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
                                                    tracker=loaded.tracker, source=checkpoint)
     scores, benchmark, hash_ = None, None, None
     if eval_data:
-        from stark.platform.track.config import resolve_tracker_settings
         from stark.platform.evaluate.report import score_results
-        from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+        from stark.platform.evaluate.runner import load_sequences, track_model
         from stark.platform.registry.promotion import data_hash
 
         sequences = load_sequences(eval_data, cfg.storage, split)
         benchmark = cfg.evaluate.benchmark or sequences[0].dataset
-        settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, [])
+        settings = cfg.tracker_choice.for_model(loaded.tracker)
         log(f"evaluating on {len(sequences)} {benchmark} sequence(s) before registering")
-        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, cfg.evaluate,
-                                  cfg.storage)
+        results = track_model(loaded, settings, sequences, cfg.evaluate, cfg.storage)
         metrics = score_results(benchmark, results, sequences, cfg.evaluate.absent_as_failure)
         scores = dict(metrics.scores) if metrics else None
         hash_ = data_hash(sequences)

@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     from stark.platform.track.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
     from stark.platform.ingest.clips import ClipEncoder, EncodeSettings
     from stark.platform.precision import AMP_DTYPES
-    from stark.platform.track.config import resolve_tracker_settings
     from stark.platform.track.frames import VideoFrames, open_frames
     from stark.platform.model_loading import load_model
     from stark.platform.storage import write_file_atomic
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, args.overrides)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
     fps = float(frames.reader.get_avg_fps()) if isinstance(frames, VideoFrames) else 30.0
     total = len(frames)
     print(f"tracking {video} ({total} frames, {first.shape[1]}x{first.shape[0]}) with {loaded.kind} model "

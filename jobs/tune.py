@@ -8,13 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import add_model_data_args, config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, use_tracking_uri
 
 
-def experiment_name(cfg, model: str, data: str, split: str | None) -> str:
-    """Derived from what defines the search, never from a clock: the same command resumes."""
+def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> str:
+    """Derived from what defines the search (the tracker settings trials keep included), never from a
+    clock: the same command resumes."""
+    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("update_interval", "score_threshold")}
     key = json.dumps({"model": model, "data": data, "split": split, "tune": dataclasses.asdict(cfg.tune),
-                      "model_cfg": dataclasses.asdict(cfg.model)}, sort_keys=True, default=str)
+                      "model_cfg": dataclasses.asdict(cfg.model), "tracker": kept}, sort_keys=True, default=str)
     return f"{cfg.name}-tune-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -27,18 +29,16 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
-    from stark.platform.evaluate.runner import load_sequences, pack_model
-    from stark.platform.model_loading import load_model
+    tracking_uri = use_tracking_uri(cfg)
+    from stark.platform.evaluate.report import resolve_metric
+    from stark.platform.evaluate.runner import pack_model
     from stark.platform.tune.report import write_tune_report
-    from stark.platform.tune.search import compute_bases, resolve_metric, run_search
+    from stark.platform.tune.search import compute_bases, run_search
 
-    try:
-        loaded = load_model(args.model, cfg.model, cfg.storage)
-        sequences = [s for s in load_sequences(args.data, cfg.storage, args.split) if s.has_groundtruth]
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    found = load_model_and_sequences(args, cfg)
+    if found is None:
         return 2
+    loaded, sequences = found[0], [s for s in found[1] if s.has_groundtruth]
     if loaded.model_cfg.variant != "ST":
         print("error: only STARK-ST has update settings to tune (this model is STARK-S)", file=sys.stderr)
         return 2
@@ -49,12 +49,13 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
         sequences = sequences[:cfg.evaluate.max_sequences]
     benchmark = cfg.evaluate.benchmark or sequences[0].dataset
     metric = resolve_metric(cfg.tune.metric, benchmark)
-    name = experiment_name(cfg, args.model, args.data, args.split)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)  # trials replace only the searched pair
+    name = experiment_name(cfg, args.model, args.data, args.split, settings)
     out_dir = Path(args.out or f"{cfg.tune.storage_path}/{name}-report")
     packed = pack_model(loaded.model, loaded.model_cfg)
     print(f"tuning {args.model} on {len(sequences)} {benchmark} sequence(s) ({sum(s.num_frames for s in sequences)} "
           f"frames), metric {metric}, {cfg.tune.search} search, scheduler {cfg.tune.scheduler}, "
-          f"reuse {'on' if cfg.tune.reuse else 'off'}; experiment {name}", flush=True)
+          f"reuse {'on' if cfg.tune.reuse else 'off'}, crop rule {settings.crop_rule}; experiment {name}", flush=True)
 
     from stark.platform.ray_runtime import init_ray
 
@@ -65,18 +66,19 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
         from stark.platform.tune.report import load_or_compute_bases
 
         bases = load_or_compute_bases(out_dir / "bases.pt",
-                                      lambda: compute_bases(packed, sequences, cfg.evaluate, cfg.storage))
+                                      lambda: compute_bases(packed, settings, sequences, cfg.evaluate, cfg.storage))
         print(f"base runs (no updates) ready for {len(bases)} sequence(s) in {time.perf_counter() - start:.1f}s",
               flush=True)
-    grid = run_search(packed, sequences, cfg.tune, benchmark, name, cfg.evaluate, cfg.storage, bases)
+    grid = run_search(packed, settings, sequences, cfg.tune, benchmark, name, cfg.evaluate, cfg.storage, bases)
     wall = time.perf_counter() - start
     if grid.errors:
         print(f"error: {len(grid.errors)} trial(s) failed; first: {grid.errors[0]}", file=sys.stderr)
         print("re-run the same command to retry them (finished trials are kept)", file=sys.stderr)
         return 1
 
-    report = write_tune_report(grid, out_dir, metric=metric, loaded=loaded, cfg=cfg, model_spec=args.model,
-                               data=args.data, benchmark=benchmark, log_to_mlflow=not args.no_mlflow,
+    report = write_tune_report(grid, out_dir, metric=metric, loaded=loaded, cfg=cfg, settings=settings,
+                               model_spec=args.model,
+                               data=args.data, benchmark=benchmark, tracking_uri=None if args.no_mlflow else tracking_uri,
                                sequences=sequences, split=args.split, bases=bases)
     best = report.best
     print(f"\nbest: update_interval={best.update_interval} score_threshold={best.score_threshold:.3f} "
@@ -86,9 +88,7 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     for role, path in report.files.items():
         print(f"  {role:<12} {path}")
     if report.run_id:
-        import mlflow
-
-        print(f"  mlflow run {report.run_id} at {mlflow.get_tracking_uri()}")
+        print(f"  mlflow run {report.run_id} at {tracking_uri}")
     print(f"  use it: stark evaluate --model {report.files['model']} --data ...")
     return 0
 

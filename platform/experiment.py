@@ -23,7 +23,7 @@ from .mlflow_runs import MlflowConfig
 from .pipeline.config import PipelineConfig
 from .registry.config import RegistryConfig
 from .storage import StorageConfig
-from .track.config import TrackerSettings
+from .track.config import TrackerChoice, TrackerSettings
 from .train.config import TrainConfig
 from .tune.config import TuneConfig
 
@@ -48,6 +48,14 @@ class ExperimentConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    # dotted keys the command line set (`a.b=value`), recorded by load_config; not a YAML key, never stored
+    command_line: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    @property
+    def tracker_choice(self) -> TrackerChoice:
+        """The tracker section with the keys the command line set: what resolves each model's settings."""
+        prefix = "tracker."
+        return TrackerChoice(self.tracker, frozenset(k[len(prefix):] for k in self.command_line if k.startswith(prefix)))
 
     def validate(self) -> None:
         self.model.validate()
@@ -101,6 +109,8 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     for item in overrides or []:
         apply_override(raw, item)
     cfg = from_dict(schema, raw, source=source)
+    if overrides and isinstance(cfg, ExperimentConfig):
+        cfg.command_line = frozenset(item.split("=", 1)[0].strip() for item in overrides)
     try:
         cfg.validate()
     except ConfigError:
@@ -206,8 +216,13 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
 
 
 def to_dict(cfg: Any) -> dict:
-    """The plain-dict form stored in checkpoints and logged as params."""
-    return dataclasses.asdict(cfg)
+    """The plain-dict form stored in checkpoints and logged as params (what YAML can set: no
+    `init=False` fields such as ExperimentConfig.command_line)."""
+    data = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            data.pop(f.name)
+    return data
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""MLflow for training jobs: where the tracking server is, one parent run per job with a nested run per
-stage, and a small metric logger the rank-0 training worker uses.
+"""MLflow for every job: where the tracking server is, the experiments runs are filed under, one parent
+run per training job with a nested run per stage, and a small metric logger the rank-0 training worker uses.
 
 Everything goes through an explicit `MlflowClient(tracking_uri)` and run ids, never MLflow's
 process-global active run, so the driver and a Ray worker process log to the same runs.
@@ -14,17 +14,28 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 DEFAULT_DB = "mlflow.db"
 PARAM_VALUE_LIMIT = 6000  # MLflow rejects longer param values
+
+# The experiments the platform files its runs under, one per kind of run.
+EXPERIMENTS = {
+    "train": "stark-train",  # training jobs (the default of mlflow.experiment)
+    "evaluate": "stark-evaluate",  # `stark evaluate`
+    "tune": "stark-tune",  # `stark tune`
+    "register": "stark-registry",  # the run that logs a registered version's model
+    "version_evaluation": "stark-evaluations",  # promotion's evaluations of a version, reused on the same data
+    "promote": "stark-promote",  # promotion decisions
+}
 
 
 @dataclass
 class MlflowConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
-    experiment: str = "stark-train"  # experiment that training runs are filed under
+    experiment: str = EXPERIMENTS["train"]  # experiment that training runs are filed under
 
     def validate(self) -> None:
         if not self.experiment:
@@ -51,15 +62,46 @@ def embedded_artifact_location(tracking_uri: str) -> str | None:
     return os.path.join(os.path.dirname(os.path.abspath(tracking_uri[len(prefix):])), "mlruns")
 
 
-def _client(tracking_uri: str):
+def mlflow_client(tracking_uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def experiment_id(client, name: str, tracking_uri: str) -> str:
+    """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri))
+
+
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= PARAM_VALUE_LIMIT else text[:PARAM_VALUE_LIMIT - 3] + "..."
+
+
+@contextmanager
+def job_run(tracking_uri: str, kind: str, run_name: str) -> Iterator[tuple[Any, str]]:
+    """One run of a job invocation in experiment EXPERIMENTS[kind]: yields (client, run_id); the run ends
+    FINISHED with the block, FAILED if it raises."""
+    client = mlflow_client(tracking_uri)
+    run_id = client.create_run(experiment_id(client, EXPERIMENTS[kind], tracking_uri), run_name=run_name).info.run_id
+    try:
+        yield client, run_id
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    """Params of a new run, in batches of the 100 that log_batch takes at most."""
+    from mlflow.entities import Param
+
+    batch = [Param(k, _param_value(v)) for k, v in params.items()]
+    for start in range(0, len(batch), 100):
+        client.log_batch(run_id, params=batch[start:start + 100])
 
 
 class JobRuns:
@@ -72,10 +114,8 @@ class JobRuns:
         from mlflow.entities import RunStatus
 
         self.tracking_uri, self.run_dir = tracking_uri, run_dir
-        self.client = _client(tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=embedded_artifact_location(tracking_uri))
+        self.client = mlflow_client(tracking_uri)
+        self.experiment_id = experiment_id(self.client, experiment, tracking_uri)
         existing = self._find({self.KIND_TAG: "train", self.RUN_DIR_TAG: run_dir}, parent=None)
         self.resumed = existing is not None
         if existing is None:
@@ -154,7 +194,7 @@ class MetricLogger:
 
     def __init__(self, tracking_uri: str | None, run_id: str | None):
         self.run_id = run_id
-        self.client = _client(tracking_uri) if tracking_uri and run_id else None
+        self.client = mlflow_client(tracking_uri) if tracking_uri and run_id else None
         self.failures = 0
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -190,10 +190,9 @@ def own_track_tree(tmp_path_factory, val_tree):
     import shutil
 
     from stark.platform.experiment import load_config
-    from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
+    from stark.platform.evaluate.runner import load_sequences, track_model
     from stark.platform.evaluate.config import EvalConfig
     from stark.platform.model_loading import load_model
-    from stark.platform.track.config import resolve_tracker_settings
 
     made: dict[str, Path] = {}
 
@@ -203,10 +202,9 @@ def own_track_tree(tmp_path_factory, val_tree):
         root = tmp_path_factory.mktemp("own_track")
         shutil.copytree(val_tree, root, dirs_exist_ok=True)
         loaded = load_model(str(checkpoint))
-        settings = resolve_tracker_settings(load_config("stark_tiny").tracker, loaded.tracker, [])
+        settings = load_config("stark_tiny").tracker_choice.for_model(loaded.tracker)
         sequences = load_sequences(str(root), split="val")
-        results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences,
-                                  EvalConfig(num_workers=0))
+        results = track_model(loaded, settings, sequences, EvalConfig(num_workers=0))
         for seq in sequences:
             lines = "".join(",".join(f"{v:.4f}" for v in box) + "\n" for box in results[seq.name].boxes)
             (root / "val" / seq.name / "groundtruth.txt").write_text(lines)

@@ -82,22 +82,36 @@ class FrameDecoder:
         return frames
 
 
-class SampleMaker:
-    """The map_batches UDF: {'id': [B]} sample numbers -> one training batch (see the module docstring)."""
+class BatchMaker:
+    """What a decode actor holds (the frame index, the crop geometry, a frame decoder), and the batches it
+    makes; the map_batches UDFs below differ only in how they read their input rows."""
 
     def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
-                 epoch: int, storage: StorageConfig | None):
+                 storage: StorageConfig | None):
         import ray
         import torch
 
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the pool
         self.index = ray.get(index_ref[0])
-        self.cfg, self.geometry, self.stage, self.seed, self.epoch = data_cfg, geometry, stage, seed, epoch
+        self.cfg, self.geometry, self.stage, self.seed = data_cfg, geometry, stage, seed
         self.decoder = FrameDecoder(self.index, storage, data_cfg.open_clip_cache)
 
+    def make(self, sample_indices: list[int], epoch: int) -> dict[str, np.ndarray]:
+        return make_batch(self.index, sample_indices, self.cfg, self.geometry, self.stage, self.seed, epoch,
+                          self.decoder)
+
+
+class SampleMaker(BatchMaker):
+    """The map_batches UDF of one epoch: {'id': [B]} sample numbers -> one training batch (see the module
+    docstring)."""
+
+    def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
+                 epoch: int, storage: StorageConfig | None):
+        super().__init__(index_ref, data_cfg, geometry, stage, seed, storage)
+        self.epoch = epoch
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return make_batch(self.index, [int(i) for i in batch["id"]], self.cfg, self.geometry, self.stage,
-                          self.seed, self.epoch, self.decoder)
+        return self.make([int(i) for i in batch["id"]], self.epoch)
 
 
 def make_batch(index: FrameIndex, sample_indices: list[int], cfg: DataConfig, geometry: CropGeometry,

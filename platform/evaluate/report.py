@@ -1,6 +1,6 @@
 """What an evaluation leaves behind: result files in the benchmark's format, submission zips,
-metric tables, success/precision plots, the score head's ROC AUC (STARK-ST), and (when a run is
-active) the same in MLflow."""
+metric tables, success/precision plots, the score head's ROC AUC (STARK-ST), and the same in an
+MLflow run (`log_report`)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..mlflow_runs import log_metrics
 from ..storage import write_file_atomic
 from ..track.tracker import TrackResult
 from . import metrics as M, results as R
@@ -17,6 +18,20 @@ from .runner import EvalSequence
 
 # footage has no official protocol: score it like LaSOT (OPE, absent frames count as failures)
 PROTOCOLS = {**M.BENCHMARK_PROTOCOLS, "footage": {"protocol": "ope", "absent_as_failure": True}}
+
+
+def resolve_metric(metric: str, benchmark: str) -> str:
+    """`auto`: the benchmark's headline metric (AO on GOT-10k, success AUC elsewhere); else `metric`."""
+    return ("ao" if benchmark == "got10k" else "auc") if metric == "auto" else metric
+
+
+def metric_protocol(metric: str, benchmark: str) -> dict:
+    """How tuning and promotion score one metric: AO by the GOT-10k protocol; success AUC by OPE with the
+    benchmark's absent-frame rule (LaSOT's where the benchmark has no OPE protocol)."""
+    protocol = PROTOCOLS["got10k"] if metric == "ao" else PROTOCOLS.get(benchmark, PROTOCOLS["lasot"])
+    if metric == "auc" and protocol["protocol"] != "ope":
+        protocol = PROTOCOLS["lasot"]
+    return protocol
 
 
 @dataclass
@@ -100,8 +115,7 @@ def score_auc(results: dict[str, TrackResult], sequences: list[EvalSequence]) ->
 
 
 def write_report(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
-                 out_dir: str | Path, label: str = "STARK", absent_as_failure: bool | None = None,
-                 log_to_mlflow: bool = True) -> EvalReport:
+                 out_dir: str | Path, label: str = "STARK", absent_as_failure: bool | None = None) -> EvalReport:
     out_dir = Path(out_dir)
     files: dict[str, Path] = {"results": write_result_files(benchmark, results, out_dir)}
     frames = {s.name: s.num_frames for s in sequences if s.name in results}
@@ -125,24 +139,17 @@ def write_report(benchmark: str, results: dict[str, TrackResult], sequences: lis
         summary["score_auc"] = {"auc": auc if np.isfinite(auc) else None, "frames": int(len(auc_labels)),
                                 "iou_above_0.5": int(auc_labels.sum()), "label": "IoU(box, ground truth) > 0.5"}
     files["summary"] = write_file_atomic(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
-    report = EvalReport(benchmark, out_dir, scores, metrics, files, len(results), int(sum(frames.values())), auc)
-    if log_to_mlflow:
-        log_report_to_active_run(report)
-    return report
+    return EvalReport(benchmark, out_dir, scores, metrics, files, len(results), int(sum(frames.values())), auc)
 
 
-def log_report_to_active_run(report: EvalReport) -> bool:
-    """Metrics and files go to the active MLflow run, if there is one. Returns whether it logged."""
-    import mlflow
-
-    if mlflow.active_run() is None:
-        return False
-    mlflow.log_metrics({f"{report.benchmark}/{k}": float(v) for k, v in report.scores.items() if np.isfinite(v)})
-    if report.score_auc is not None and np.isfinite(report.score_auc):
-        mlflow.log_metric("score_auc", float(report.score_auc))
-    for role, path in report.files.items():
+def log_report(client, run_id: str, report: EvalReport) -> None:
+    """An evaluation's metrics (finite ones) and files, to MLflow run `run_id`."""
+    metrics = {f"{report.benchmark}/{k}": float(v) for k, v in report.scores.items()}
+    if report.score_auc is not None:
+        metrics["score_auc"] = float(report.score_auc)
+    log_metrics(client, run_id, metrics, step=0)
+    for path in report.files.values():
         if path.is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=f"eval/{report.benchmark}/{path.name}")
+            client.log_artifacts(run_id, str(path), artifact_path=f"eval/{report.benchmark}/{path.name}")
         else:
-            mlflow.log_artifact(str(path), artifact_path=f"eval/{report.benchmark}")
-    return True
+            client.log_artifact(run_id, str(path), artifact_path=f"eval/{report.benchmark}")

@@ -23,6 +23,7 @@ from ..ingest.clips import decode_clip_frames, open_clip
 from ..ingest.importers import read_source
 from ..ingest.manifest import manifest_uri, read_records
 from ..ingest.sources import read_image
+from ..model_loading import LoadedModel
 from ..precision import AMP_DTYPES
 from ..ray_runtime import init_ray
 from ..track.config import TrackerSettings
@@ -152,14 +153,14 @@ def load_sequences(data: str, storage_cfg: storage.StorageConfig | None = None, 
 class TrackingWorker:
     """Holds one model; tracks chunks of sequences. Used in-process or as a Ray actor."""
 
-    def __init__(self, packed_model: dict, settings: dict, eval_cfg: EvalConfig,
+    def __init__(self, packed_model: dict, settings: TrackerSettings, eval_cfg: EvalConfig,
                  storage_cfg: storage.StorageConfig | None, threads: int | None = None):
         if threads:
             torch.set_num_threads(threads)
         model_cfg = from_dict(ModelConfig, packed_model["config"], source="<model>", prefix="model.")
         model = build_stark(model_cfg)
         model.load_state_dict(packed_model["state"])
-        self.tracker = StarkTracker(model, model_cfg, TrackerSettings(**settings), device=eval_cfg.device,
+        self.tracker = StarkTracker(model, model_cfg, settings, device=eval_cfg.device,
                                     amp_dtype=AMP_DTYPES[eval_cfg.amp], channels_last=eval_cfg.channels_last)
         self.batch_size = eval_cfg.batch_size
         self.storage_cfg = storage_cfg
@@ -187,10 +188,8 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
                     eval_cfg: EvalConfig, storage_cfg: storage.StorageConfig | None = None,
                     on_result: Callable[[EvalSequence, TrackResult], None] | None = None
                     ) -> dict[str, TrackResult]:
-    """Track every sequence; calls on_result as each finishes (for progress). Returns {name: result}."""
-    import dataclasses
-
-    settings_dict = dataclasses.asdict(settings)
+    """Track every sequence; calls on_result as each finishes (for progress). Returns {name: result}.
+    `settings` reach every worker as they are (resolved once by the caller, frozen)."""
     by_name = {s.name: s for s in sequences}
     if len(by_name) != len(sequences):
         raise ValueError("sequence names must be unique within an evaluation")
@@ -203,7 +202,7 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
                 on_result(by_name[name], result)
 
     if eval_cfg.num_workers == 0:
-        worker = TrackingWorker(packed_model, settings_dict, eval_cfg, storage_cfg)
+        worker = TrackingWorker(packed_model, settings, eval_cfg, storage_cfg)
         # one chunk: the whole list, so sequences join the batch as others finish
         collect(worker.track(sequences))
         return results
@@ -217,7 +216,7 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     actor_cls = ray.remote(TrackingWorker).options(num_cpus=eval_cfg.cpus_per_worker,
                                                    num_gpus=eval_cfg.gpus_per_worker)
     threads = max(1, int(eval_cfg.cpus_per_worker))
-    actors = [actor_cls.remote(model_ref, settings_dict, eval_cfg, storage_cfg, threads)
+    actors = [actor_cls.remote(model_ref, settings, eval_cfg, storage_cfg, threads)
               for _ in range(eval_cfg.num_workers)]
     pool = ActorPool(actors)
     chunks = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
@@ -226,6 +225,15 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     for actor in actors:
         ray.kill(actor)
     return results
+
+
+def track_model(loaded: LoadedModel, settings: TrackerSettings, sequences: list[EvalSequence], eval_cfg: EvalConfig,
+                storage_cfg: storage.StorageConfig | None = None,
+                on_result: Callable[[EvalSequence, TrackResult], None] | None = None) -> dict[str, TrackResult]:
+    """What jobs do with a model they loaded: track every sequence with the settings resolved for it
+    (`cfg.tracker_choice.for_model(loaded.tracker)`). Returns {name: result}."""
+    return track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, eval_cfg, storage_cfg,
+                           on_result)
 
 
 def worker_chunks(sequences: list[EvalSequence], batch_size: int, num_workers: int) -> list[list[EvalSequence]]:

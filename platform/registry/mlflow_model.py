@@ -21,11 +21,11 @@ class StarkTrackerModel(PythonModel):
     def load_context(self, context) -> None:
         from stark.platform.model_loading import from_content, read_local_model_file
         from stark.platform.track.tracker import StarkTracker
-        from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
+        from stark.platform.track.config import TrackerChoice
 
         path = context.artifacts[CHECKPOINT_ARTIFACT]
         loaded = from_content(read_local_model_file(path), path)
-        settings = resolve_tracker_settings(TrackerSettings(), loaded.tracker, [])
+        settings = TrackerChoice().for_model(loaded.tracker)
         self.tracker = StarkTracker(loaded.model, loaded.model_cfg, settings)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

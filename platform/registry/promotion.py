@@ -27,17 +27,15 @@ import numpy as np
 
 from ..evaluate import metrics as M
 from ..evaluate.config import EvalConfig
-from ..evaluate.report import PROTOCOLS
-from ..evaluate.runner import EvalSequence, pack_model, sequence_fingerprint, track_sequences
-from ..mlflow_runs import embedded_artifact_location
+from ..evaluate.report import metric_protocol, resolve_metric
+from ..evaluate.runner import EvalSequence, sequence_fingerprint, track_model
+from ..mlflow_runs import EXPERIMENTS, experiment_id, mlflow_client
 from ..model_loading import load_model
-from ..track.config import resolve_tracker_settings
-from ..tune.search import resolve_metric, sequence_set_hash, tuning_record
+from ..track.config import TrackerChoice
+from ..tune.search import sequence_set_hash, tuning_record
 from .config import RegistryConfig
-from .versions import PromotionLock, RegistryError, alias_version, client_for, explain_mlflow_error, resolve_version
+from .versions import PromotionLock, RegistryError, alias_version, explain_mlflow_error, resolve_version
 
-EVAL_EXPERIMENT = "stark-evaluations"
-PROMOTE_EXPERIMENT = "stark-promote"
 STATIC_BASELINE = "static box (the first frame's box on every frame)"
 
 # stark.promotion.tune_overlap: are the promotion sequences the ones the candidate was tuned on?
@@ -171,9 +169,7 @@ def decide(candidate: dict[str, float], champion: dict[str, float] | None, cfg: 
 def boxes_scores(metric: str, benchmark: str, boxes_by_name: Mapping[str, np.ndarray],
                  sequences: list[EvalSequence]) -> dict[str, float]:
     """Per-sequence metric {sequence: value} of predicted boxes [N, 4] (NaN scores count as 0)."""
-    protocol = PROTOCOLS["got10k"] if metric == "ao" else PROTOCOLS.get(benchmark, PROTOCOLS["lasot"])
-    if metric == "auc" and protocol["protocol"] != "ope":
-        protocol = PROTOCOLS["lasot"]
+    protocol = metric_protocol(metric, benchmark)
     scores = {}
     for seq in sequences:
         m = M.sequence_metrics(boxes_by_name[seq.name], seq.boxes_xywh, seq.visible, **protocol)
@@ -211,12 +207,12 @@ def tune_overlap(tuned: dict | None, sequences: list[EvalSequence]) -> str:
 
 
 def evaluate_version(client, tracking_uri: str, name: str, version: str, sequences: list[EvalSequence],
-                     hash_: str, metric: str, benchmark: str, tracker_defaults, eval_cfg: EvalConfig,
+                     hash_: str, metric: str, benchmark: str, tracker: TrackerChoice, eval_cfg: EvalConfig,
                      storage_cfg=None, log=print) -> dict[str, float]:
     """Per-sequence scores of a model version on a data set, reusing a stored evaluation if any."""
     from mlflow.entities import ViewType
 
-    experiment = client.get_experiment_by_name(EVAL_EXPERIMENT)
+    experiment = client.get_experiment_by_name(EXPERIMENTS["version_evaluation"])
     if experiment is not None:
         found = client.search_runs(
             [experiment.experiment_id],
@@ -233,12 +229,11 @@ def evaluate_version(client, tracking_uri: str, name: str, version: str, sequenc
 
     log(f"  {name}/{version}: evaluating on {len(sequences)} sequence(s)")
     loaded = load_model(f"models:/{name}/{version}")
-    settings = resolve_tracker_settings(tracker_defaults, loaded.tracker, [])
-    results = track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, eval_cfg, storage_cfg)
+    settings = tracker.for_model(loaded.tracker)
+    results = track_model(loaded, settings, sequences, eval_cfg, storage_cfg)
     scores = per_sequence_scores(metric, benchmark, results, sequences)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        EVAL_EXPERIMENT, artifact_location=embedded_artifact_location(tracking_uri))
-    run = client.create_run(experiment_id, run_name=f"eval-{name}-{version}",
+    run = client.create_run(experiment_id(client, EXPERIMENTS["version_evaluation"], tracking_uri),
+                            run_name=f"eval-{name}-{version}",
                             tags={"stark.eval.model": f"{name}/{version}", "stark.eval.data_hash": hash_,
                                   "stark.eval.metric": metric, "stark.eval.benchmark": benchmark})
     client.log_metric(run.info.run_id, f"mean_{metric}", float(np.mean(list(scores.values()))))
@@ -257,7 +252,7 @@ class PromotionOutcome:
 
 
 def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence], benchmark: str,
-            cfg: RegistryConfig, tracker_defaults, eval_cfg: EvalConfig, storage_cfg=None, log=print,
+            cfg: RegistryConfig, tracker: TrackerChoice, eval_cfg: EvalConfig, storage_cfg=None, log=print,
             tuned_on: list[EvalSequence] | None = None) -> PromotionOutcome:
     """Evaluate the candidate (and the champion, if any) on the same sequences, score the static box on
     them, decide, and move the alias on a win. Everything happens under the promotion lock; the
@@ -267,7 +262,7 @@ def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence]
         None reads them from the version's tuning record (tag `stark.tuned`, written by `stark tune`).
         Either way the record says whether they overlap `sequences`, and a warning is logged if they do.
     """
-    client = client_for(tracking_uri)
+    client = mlflow_client(tracking_uri)
     name = cfg.model_name
     metric = resolve_metric(cfg.metric, benchmark)
     hash_ = data_hash(sequences)
@@ -287,13 +282,13 @@ def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence]
                        if overlap != OVERLAP_UNKNOWN else "its tuning record does not say which sequences "
                        "it was tuned on"))
             cand_scores = evaluate_version(client, tracking_uri, name, candidate, sequences, hash_, metric, benchmark,
-                                           tracker_defaults, eval_cfg, storage_cfg, log)
+                                           tracker, eval_cfg, storage_cfg, log)
             static_scores = static_box_scores(metric, benchmark, sequences)
             log(f"  {STATIC_BASELINE}: mean {metric} {np.mean(list(static_scores.values())):.4f}")
             champ_scores = None
             if champion is not None:
                 champ_scores = evaluate_version(client, tracking_uri, name, champion, sequences, hash_, metric,
-                                                benchmark, tracker_defaults, eval_cfg, storage_cfg, log)
+                                                benchmark, tracker, eval_cfg, storage_cfg, log)
             decision = decide(cand_scores, champ_scores, cfg, metric, champion, static=static_scores)
             decision = dataclasses.replace(decision, tune_overlap=overlap)
             run_id = record_decision(client, tracking_uri, name, candidate, decision, hash_, cand_scores,
@@ -347,7 +342,7 @@ def move_champion(client, name: str, new: str, old: str | None, cfg: RegistryCon
 
 def rollback(tracking_uri: str, cfg: RegistryConfig, log=print) -> tuple[str, str]:
     """champion <- previous-champion; previous-champion <- the demoted version. Returns (from, to)."""
-    client = client_for(tracking_uri)
+    client = mlflow_client(tracking_uri)
     name = cfg.model_name
     try:
         with PromotionLock(client, name, cfg.lock_timeout_s, cfg.lock_wait_s):
@@ -389,10 +384,8 @@ def record_decision(client, tracking_uri: str, name: str, candidate: str, decisi
                      "stark.promotion.static_margin": f"{decision.static_diff:.6f}",
                      "stark.promotion.static_p_value": f"{decision.static_p_value:.6f}",
                      "stark.promotion.static_interval": f"[{decision.static_ci_low:.6f}, {decision.static_ci_high:.6f}]"})
-    experiment = client.get_experiment_by_name(PROMOTE_EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        PROMOTE_EXPERIMENT, artifact_location=embedded_artifact_location(tracking_uri))
-    run = client.create_run(experiment_id, run_name=f"promote-{name}-{candidate}",
+    run = client.create_run(experiment_id(client, EXPERIMENTS["promote"], tracking_uri),
+                            run_name=f"promote-{name}-{candidate}",
                             tags={**tags, "stark.candidate": f"{name}/{candidate}"})
     run_id = run.info.run_id
     metrics = {"candidate_mean": decision.candidate_mean}

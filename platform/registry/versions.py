@@ -21,20 +21,13 @@ from pathlib import Path
 
 from .. import storage
 from ..ingest.manifest import manifest_uri
-from ..mlflow_runs import embedded_artifact_location
+from ..mlflow_runs import EXPERIMENTS, experiment_id, mlflow_client
 
 MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
-REGISTRY_EXPERIMENT = "stark-registry"
 
 
 class RegistryError(RuntimeError):
     """The registry could not be read or changed; nothing was half-done."""
-
-def client_for(tracking_uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
 
 def explain_mlflow_error(exc: Exception, tracking_uri: str) -> RegistryError:
     text = str(exc)
@@ -140,10 +133,9 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         # the artifact keeps its file name inside the model: a fixed one that loaders look for
         local = os.path.join(staging, "checkpoint.pt")
         shutil.copyfile(checkpoint_path, local)
-        if mlflow.get_experiment_by_name(REGISTRY_EXPERIMENT) is None:  # embedded store: artifacts beside it
-            mlflow.create_experiment(REGISTRY_EXPERIMENT, artifact_location=embedded_artifact_location(tracking_uri))
-        mlflow.set_experiment(REGISTRY_EXPERIMENT)
-        with mlflow.start_run(run_name=f"register-{name}"):
+        experiment = experiment_id(mlflow_client(tracking_uri), EXPERIMENTS["register"], tracking_uri)
+        # the one active run in the platform: MLflow's pyfunc model logging writes into the active run
+        with mlflow.start_run(experiment_id=experiment, run_name=f"register-{name}"):
             mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})
             info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE,
                                            artifacts={"checkpoint": local}, signature=signature,

@@ -1,14 +1,19 @@
-"""Typed configuration of `tracker`: STARK-ST's template-update rule and how crops are cut."""
+"""Typed configuration of `tracker`: STARK-ST's template-update rule and how crops are cut.
+
+A model's settings are resolved once, by `TrackerChoice.for_model`, and then passed on frozen: the
+tracker, evaluation workers and tuning trials all receive the same `TrackerSettings` object.
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ..crop import CROP_RULES
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackerSettings:
     update_interval: int = 200  # frames between dynamic-template updates (official: 200 LaSOT/GOT-10k, 25 TrackingNet)
     score_threshold: float = 0.5  # update only when sigmoid(score) exceeds this
@@ -28,14 +33,21 @@ class TrackerSettings:
             raise ValueError(f"tracker.crop_rule must be one of {sorted(CROP_RULES)}, got {self.crop_rule!r}")
 
 
-def resolve_tracker_settings(cfg_tracker, stored: dict | None, overrides: list[str]):
-    """Settings stored with the model (tuned) win over the config file; explicit tracker.* overrides on
-    the command line win over both."""
-    settings = dataclasses.asdict(cfg_tracker)
-    explicit = {o.split("=", 1)[0].strip()[len("tracker."):] for o in overrides if o.startswith("tracker.")}
-    for key, value in (stored or {}).items():
-        if key in settings and key not in explicit:
-            settings[key] = value
-    result = TrackerSettings(**settings)
-    result.validate()
-    return result
+@dataclass(frozen=True)
+class TrackerChoice:
+    """What decides a model's tracker settings, fixed where the config is loaded: the `tracker` section
+    and which of its keys the command line set (`ExperimentConfig.tracker_choice`).
+
+    Settings stored with the model (tuned ones; an official file's crop_rule) win over the config file;
+    keys the command line set win over both."""
+
+    configured: TrackerSettings = field(default_factory=TrackerSettings)
+    command_line: frozenset[str] = frozenset()  # tracker keys set by `tracker.KEY=value` overrides
+
+    def for_model(self, stored: Mapping[str, object] | None) -> TrackerSettings:
+        """The settings to track a model with, given the settings stored with it (None: none)."""
+        known = {f.name for f in dataclasses.fields(TrackerSettings)}
+        taken = {k: v for k, v in (stored or {}).items() if k in known and k not in self.command_line}
+        settings = dataclasses.replace(self.configured, **taken)
+        settings.validate()
+        return settings

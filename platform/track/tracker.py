@@ -10,6 +10,7 @@ official tracker's rule, selected by loading an official release file.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -71,9 +72,20 @@ class StarkTracker:
         self.model = inference_copy(model, channels_last=channels_last).to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.cfg = model_cfg
-        self.settings = settings
+        self._settings = settings
         self.device = torch.device(device)
         self.amp_dtype = amp_dtype
+
+    @property
+    def settings(self) -> TrackerSettings:
+        return self._settings
+
+    def with_settings(self, settings: TrackerSettings) -> StarkTracker:
+        """The same network (shared, not copied) tracking with other settings; this tracker is unchanged."""
+        settings.validate()
+        other = copy.copy(self)
+        other._settings = settings
+        return other
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -117,7 +129,7 @@ class StarkTracker:
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
         """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
-        crop = CROP_RULES[self.settings.crop_rule]  # looked up per call: tuning swaps settings on a tracker
+        crop = CROP_RULES[self.settings.crop_rule]
         crops, masks, windows = zip(*(crop(f, s.box, self.cfg.search_factor, self.cfg.search_size)
                                       for s, f in zip(states, frames)))
         search = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)

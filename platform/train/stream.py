@@ -28,8 +28,7 @@ import numpy as np
 
 from ...model.config import ModelConfig
 from ..data.config import DataConfig
-from ..data.sampling import CropGeometry
-from ..data.stream import BATCHES_PER_BLOCK, FrameDecoder, crop_geometry, decode_in_actor_pool, make_batch
+from ..data.stream import BATCHES_PER_BLOCK, BatchMaker, crop_geometry, decode_in_actor_pool
 from ..storage import StorageConfig
 from .run_layout import latest_position
 
@@ -64,26 +63,15 @@ def _sample_blocks(lo: int, hi: int, samples_per_epoch: int, rows_per_block: int
         yield pa.table({"epoch": numbers // samples_per_epoch, "sample_index": numbers % samples_per_epoch})
 
 
-class StageSampleMaker:
+class StageSampleMaker(BatchMaker):
     """map_batches UDF: {'epoch', 'sample_index'} -> a training batch (data.stream's format) + 'epoch'."""
-
-    def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
-                 storage: StorageConfig | None):
-        import ray
-        import torch
-
-        torch.set_num_threads(1)  # one core per actor; parallelism comes from the pool
-        self.index = ray.get(index_ref[0])
-        self.cfg, self.geometry, self.stage, self.seed = data_cfg, geometry, stage, seed
-        self.decoder = FrameDecoder(self.index, storage, data_cfg.open_clip_cache)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         epochs = batch["epoch"].astype(np.int64)
         parts = []
         for epoch in np.unique(epochs):  # a batch spans two epochs at most, in order
             indices = [int(i) for i in batch["sample_index"][epochs == epoch]]
-            part = make_batch(self.index, indices, self.cfg, self.geometry, self.stage, self.seed, int(epoch),
-                              self.decoder)
+            part = self.make(indices, int(epoch))
             part["epoch"] = np.full(len(indices), epoch, dtype=np.int64)
             parts.append(part)
         return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

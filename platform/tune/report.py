@@ -16,9 +16,12 @@ from ...model.stark import Tokens
 from ..checkpoint import make_checkpoint, to_bytes
 from ..evaluate.plots import plot_tuning_map
 from ..evaluate.runner import EvalSequence
+from ..mlflow_runs import job_run, log_metrics, log_params
 from ..storage import write_file_atomic
+from ..track.config import TrackerSettings
 from ..track.tracker import TrackResult
-from .search import SearchSummary, TrialRow, best_setting, metric_value, summarize_search, trial_table, tuning_record
+from .search import (SearchSummary, TrialRow, best_setting, metric_value, summarize_search, trial_settings, trial_table,
+                     tuning_record)
 
 
 @dataclass
@@ -39,7 +42,7 @@ def save_bases(path: Path, bases: dict[str, TrackResult]) -> None:
 
 
 def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
-    """Base runs are settings-independent: kept beside the report so a resumed search skips them."""
+    """Base runs do not depend on the searched pair: kept beside the report so a resumed search skips them."""
     if path.is_file():
         plain = torch.load(path, map_location="cpu", weights_only=True)
         return {name: TrackResult(v["boxes"].numpy(), v["scores"].numpy(), v["seconds"].numpy(), [],
@@ -49,12 +52,14 @@ def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
     return bases
 
 
-def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, model_spec: str, data: str,
-                      benchmark: str, log_to_mlflow: bool = True, sequences: list[EvalSequence] | None = None,
-                      split: str | None = None, bases: dict[str, TrackResult] | None = None) -> TuneReport:
-    """sequences: those the search ran on; recorded in the tuned model so that promotion can tell
-    whether it judges on them. bases: the no-update runs, when computed; they give the no-update
-    metric and whether any setting ever updates, for the flat-objective check."""
+def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, settings: TrackerSettings,
+                      model_spec: str, data: str, benchmark: str, tracking_uri: str | None = None,
+                      sequences: list[EvalSequence] | None = None, split: str | None = None,
+                      bases: dict[str, TrackResult] | None = None) -> TuneReport:
+    """tracking_uri: where the MLflow run holding all of it goes (None: no run). settings: the model's resolved settings the search ran with; the tuned model stores them with
+    the best pair in place. sequences: those the search ran on; recorded in the tuned model so that
+    promotion can tell whether it judges on them. bases: the no-update runs, when computed; they give
+    the no-update metric and whether any setting ever updates, for the flat-objective check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = trial_table(result_grid)
     best = best_setting(rows)
@@ -75,13 +80,13 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, m
         note=(f"{summary.completed} of {summary.trials} trials completed"
               + (f"; {summary.stopped_early} stopped early by ASHA are not shown" if summary.stopped_early else "")
               + ("; FLAT: nothing to tune" if summary.flat else "")))
-    settings = {"update_interval": best.update_interval, "score_threshold": best.score_threshold,
-                "box_margin": cfg.tracker.box_margin}
+    # what the best trial tracked with, crop rule included: the tuned model keeps it
+    tuned_settings = dataclasses.asdict(trial_settings(settings, best.update_interval, best.score_threshold))
     search = {"trials": summary.trials, "completed": summary.completed, "stopped_early": summary.stopped_early,
               "flat": summary.flat, "min": summary.low, "max": summary.high, "no_update": summary.no_update,
               "settings_that_update": summary.settings_that_update, "note": summary.note}
     best_info = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
-                 "model": model_spec, "settings": settings, "search": search}
+                 "model": model_spec, "settings": tuned_settings, "search": search}
     files["best"] = write_file_atomic(out_dir / "best.json", json.dumps(best_info, indent=2).encode())
     text = [f"best: update_interval={best.update_interval} score_threshold={best.score_threshold:g} "
             f"{metric}={best.score:.4f}",
@@ -96,18 +101,14 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, m
     if sequences:
         tuned.update(tuning_record(sequences))
     base_config = (loaded.checkpoint or {}).get("config") or {"model": dataclasses.asdict(loaded.model_cfg)}
-    checkpoint = make_checkpoint(loaded.model, base_config, tracker=settings, tuned=tuned)
+    checkpoint = make_checkpoint(loaded.model, base_config, tracker=tuned_settings, tuned=tuned)
     files["model"] = write_file_atomic(out_dir / "model_tuned.pt", to_bytes(checkpoint))
 
     run_id = None
-    if log_to_mlflow:
-        import mlflow
-
-        mlflow.set_experiment("stark-tune")
-        with mlflow.start_run(run_name=f"tune-{benchmark}") as run:
-            run_id = run.info.run_id
-            mlflow.log_params({"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
-                               **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
+    if tracking_uri:
+        with job_run(tracking_uri, "tune", f"tune-{benchmark}") as (client, run_id):
+            log_params(client, run_id, {"model": model_spec, "data": data, "benchmark": benchmark, "metric": metric,
+                                        **{f"tune.{k}": v for k, v in dataclasses.asdict(cfg.tune).items()}})
             metrics = {f"best_{metric}": best.score, "trials": len(rows), "trials_completed": summary.completed,
                        "trials_stopped_early": summary.stopped_early, "objective_spread": summary.spread,
                        "frames_tracked": sum(r.frames_tracked for r in rows),
@@ -115,11 +116,12 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, m
                        "best_score_threshold": best.score_threshold}
             if summary.no_update is not None:
                 metrics[f"no_update_{metric}"] = summary.no_update
-            mlflow.log_metrics(metrics)
-            mlflow.set_tags({"stark.tuned.update_interval": str(best.update_interval),
-                             "stark.tuned.score_threshold": str(best.score_threshold),
-                             "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note})
-            mlflow.log_dict(best_info, "best.json")
+            log_metrics(client, run_id, metrics, step=0)
+            for key, value in {"stark.tuned.update_interval": str(best.update_interval),
+                               "stark.tuned.score_threshold": str(best.score_threshold),
+                               "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note}.items():
+                client.set_tag(run_id, key, value)
+            client.log_dict(run_id, best_info, "best.json")
             for role in ("trials", "heatmap", "summary", "model"):
-                mlflow.log_artifact(str(files[role]))
+                client.log_artifact(run_id, str(files[role]))
     return TuneReport(rows, best, summary, files, run_id)

@@ -9,6 +9,8 @@ Two levers keep K settings far cheaper than K evaluations:
 - Early stopping. A trial evaluates the sequences chunk by chunk and reports its running metric
   after each chunk, so an ASHA scheduler stops poor settings after a few chunks.
 The base run, the sequences and the model go to the object store once (`tune.with_parameters`).
+Every trial tracks with the model's resolved settings (crop rule, box margin) and only its own
+update_interval and score_threshold in place of theirs.
 """
 from __future__ import annotations
 
@@ -22,37 +24,48 @@ import numpy as np
 from .. import storage
 from ..evaluate import metrics as M
 from ..evaluate.config import EvalConfig
-from ..evaluate.report import PROTOCOLS
+from ..evaluate.report import metric_protocol, resolve_metric
 from ..evaluate.runner import EvalSequence, TrackingWorker, read_sequence_frames, sequence_fingerprint, track_sequences
 from ..track.config import TrackerSettings
-from ..track.tracker import ResumePoint, TrackResult, track_many
+from ..track.tracker import ResumePoint, TrackResult, should_update, track_many
 from .config import TuneConfig
 
-NO_UPDATES = TrackerSettings(update_interval=10**9, score_threshold=1.0)
 FLAT_TOLERANCE = 1e-4  # a search whose completed trials all lie within this of each other found nothing to tune
 FINGERPRINTS_LISTED_UP_TO = 2000  # sequences; beyond, the tuning record keeps only the set's hash
 
 
 # --- reuse ----------------------------------------------------------------------------------------
+def no_updates(settings: TrackerSettings) -> TrackerSettings:
+    """`settings` with a dynamic template that is never replaced: the base runs' settings."""
+    return dataclasses.replace(settings, update_interval=10**9, score_threshold=1.0)
+
+
+def trial_settings(settings: TrackerSettings, update_interval: int, score_threshold: float) -> TrackerSettings:
+    """A trial's settings: the model's resolved ones with the searched pair in place of theirs."""
+    return dataclasses.replace(settings, update_interval=int(update_interval), score_threshold=float(score_threshold))
+
+
 def first_update_frame(base_scores: np.ndarray, settings: TrackerSettings) -> int | None:
     """Frame where a run with `settings` first replaces its dynamic template, judged on the base run
-    (identical to it up to that frame); None if it never does within the sequence."""
+    (identical to it up to that frame) by the tracker's own rule; None if it never does within the
+    sequence. Only interval frames are asked: the rule fires on no other."""
     for frame in range(settings.update_interval, len(base_scores), settings.update_interval):
-        if base_scores[frame] > settings.score_threshold:
+        if should_update(frame, float(base_scores[frame]), settings):
             return frame
     return None
 
 
-def compute_bases(packed_model: dict, sequences: list[EvalSequence], eval_cfg: EvalConfig,
-                  storage_cfg: storage.StorageConfig | None = None) -> dict[str, TrackResult]:
-    """One run per sequence with no dynamic-template updates, keeping the initial template's tokens."""
-    return track_sequences(packed_model, NO_UPDATES, sequences, eval_cfg, storage_cfg)
+def compute_bases(packed_model: dict, settings: TrackerSettings, sequences: list[EvalSequence],
+                  eval_cfg: EvalConfig, storage_cfg: storage.StorageConfig | None = None) -> dict[str, TrackResult]:
+    """One run per sequence with `settings` but no dynamic-template updates, keeping the initial
+    template's tokens."""
+    return track_sequences(packed_model, no_updates(settings), sequences, eval_cfg, storage_cfg)
 
 
 def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[EvalSequence],
                 bases: dict[str, TrackResult] | None, storage_cfg) -> tuple[dict[str, TrackResult], int]:
     """Track a chunk with `settings`, reusing base prefixes when given. Returns (results, frames tracked)."""
-    worker.tracker.settings = settings
+    tracker = worker.tracker.with_settings(settings)
     results: dict[str, TrackResult] = {}
     items, names, tracked = [], [], 0
     for seq in chunk:
@@ -68,22 +81,16 @@ def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[E
             items.append((read_sequence_frames(seq.frames, storage_cfg, start=frame), ResumePoint(base, frame)))
             tracked += seq.num_frames - 1 - frame
         names.append(seq.name)
-    for index, result in track_many(worker.tracker, items, worker.batch_size):
+    for index, result in track_many(tracker, items, worker.batch_size):
         results[names[index]] = result
     return results, tracked
 
 
 # --- scoring ----------------------------------------------------------------------------------------
-def resolve_metric(metric: str, benchmark: str) -> str:
-    return ("ao" if benchmark == "got10k" else "auc") if metric == "auto" else metric
-
-
 def metric_value(metric: str, benchmark: str, results: dict[str, TrackResult],
                  sequences: list[EvalSequence]) -> float:
     """AO (GOT-10k protocol) or success AUC (OPE, the benchmark's absent-frame rule) over `sequences`."""
-    protocol = PROTOCOLS["got10k"] if metric == "ao" else PROTOCOLS.get(benchmark, PROTOCOLS["lasot"])
-    if metric == "auc" and protocol["protocol"] != "ope":
-        protocol = PROTOCOLS["lasot"]
+    protocol = metric_protocol(metric, benchmark)
     per_sequence = {s.name: M.sequence_metrics(results[s.name].boxes, s.boxes_xywh, s.visible, **protocol)
                     for s in sequences}
     return float(M.aggregate(per_sequence).scores[metric])
@@ -94,18 +101,17 @@ def chunks_of(sequences: list[EvalSequence], size: int) -> list[list[EvalSequenc
 
 
 # --- the trial ----------------------------------------------------------------------------------------
-def tune_trial(config: dict, packed_model=None, sequences=None, bases=None, tune_cfg: dict | None = None,
-               metric: str = "ao", benchmark: str = "got10k", eval_cfg: EvalConfig | None = None,
-               storage_cfg=None) -> None:
-    """One setting: evaluate chunk by chunk, reporting the running metric after each chunk."""
+def tune_trial(config: dict, packed_model=None, settings: TrackerSettings | None = None, sequences=None,
+               bases=None, tune_cfg: TuneConfig | None = None, metric: str = "ao", benchmark: str = "got10k",
+               eval_cfg: EvalConfig | None = None, storage_cfg=None) -> None:
+    """One setting: evaluate chunk by chunk, reporting the running metric after each chunk.
+    `settings`: the model's resolved settings; the trial replaces only the searched pair."""
     from ray import tune
 
-    tcfg = TuneConfig(**tune_cfg)
-    settings = TrackerSettings(update_interval=int(config["update_interval"]),
-                               score_threshold=float(config["score_threshold"]))
+    tcfg = tune_cfg or TuneConfig()
+    settings = trial_settings(settings or TrackerSettings(), config["update_interval"], config["score_threshold"])
     worker_cfg = dataclasses.replace(eval_cfg or EvalConfig(), batch_size=tcfg.batch_size)
-    worker = TrackingWorker(packed_model, dataclasses.asdict(settings), worker_cfg, storage_cfg,
-                            threads=max(1, int(tcfg.cpus_per_trial)))
+    worker = TrackingWorker(packed_model, settings, worker_cfg, storage_cfg, threads=max(1, int(tcfg.cpus_per_trial)))
     done: dict[str, TrackResult] = {}
     seen: list[EvalSequence] = []
     frames_tracked = 0
@@ -120,9 +126,11 @@ def tune_trial(config: dict, packed_model=None, sequences=None, bases=None, tune
                      "sequences": len(seen)})
 
 
-def run_search(packed_model: dict, sequences: list[EvalSequence], tune_cfg: TuneConfig, benchmark: str,
-               experiment_name: str, eval_cfg: EvalConfig, storage_cfg=None, bases=None):
-    """Run (or resume) the Tune experiment; returns Ray Tune's ResultGrid."""
+def run_search(packed_model: dict, settings: TrackerSettings, sequences: list[EvalSequence], tune_cfg: TuneConfig,
+               benchmark: str, experiment_name: str, eval_cfg: EvalConfig, storage_cfg=None, bases=None):
+    """Run (or resume) the Tune experiment; returns Ray Tune's ResultGrid. `settings`: the model's
+    resolved settings, which every trial keeps but for the searched pair (the bases must be made with
+    them too)."""
     import os
 
     from ray import tune
@@ -130,8 +138,8 @@ def run_search(packed_model: dict, sequences: list[EvalSequence], tune_cfg: Tune
 
     metric = resolve_metric(tune_cfg.metric, benchmark)
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trial, packed_model=packed_model, sequences=sequences, bases=bases,
-                             tune_cfg=dataclasses.asdict(tune_cfg), metric=metric, benchmark=benchmark,
+        tune.with_parameters(tune_trial, packed_model=packed_model, settings=settings, sequences=sequences,
+                             bases=bases, tune_cfg=tune_cfg, metric=metric, benchmark=benchmark,
                              eval_cfg=eval_cfg, storage_cfg=storage_cfg),
         {"cpu": tune_cfg.cpus_per_trial, "gpu": tune_cfg.gpus_per_trial})
     storage_path = os.path.abspath(tune_cfg.storage_path) if not storage.is_s3(tune_cfg.storage_path) \
@@ -236,7 +244,8 @@ def summarize_search(rows: list[TrialRow], no_update: float | None = None,
     fires = None
     if bases:
         fires = sum(1 for r in rows if any(
-            first_update_frame(b.scores, TrackerSettings(r.update_interval, r.score_threshold)) is not None
+            first_update_frame(b.scores, trial_settings(TrackerSettings(), r.update_interval, r.score_threshold))
+            is not None
             for b in bases.values()))
     as_no_update = no_update is not None and bool(values) and all(abs(v - no_update) <= tolerance for v in values)
     flat = bool(values) and (high - low <= tolerance or as_no_update)

@@ -19,7 +19,7 @@ from stark.platform.evaluate.config import EvalConfig
 from stark.platform.evaluate.results import check_got10k_results, read_got10k_results
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
 from stark.platform.track.tracker import TrackResult
-from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
+from stark.platform.track.config import TrackerChoice, TrackerSettings
 from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 
@@ -118,9 +118,19 @@ def test_score_auc_is_nan_without_scores_or_with_one_class():
 
 def test_tuned_settings_stored_with_the_model_are_the_default_and_overrides_still_win():
     stored = {"update_interval": 37, "score_threshold": 0.8}
-    assert resolve_tracker_settings(TrackerSettings(), stored, []) == TrackerSettings(37, 0.8)
-    assert resolve_tracker_settings(TrackerSettings(update_interval=5), stored, ["tracker.update_interval=5"]) \
+    assert TrackerChoice(TrackerSettings()).for_model(stored) == TrackerSettings(37, 0.8)
+    assert TrackerChoice(TrackerSettings(update_interval=5), frozenset({"update_interval"})).for_model(stored) \
         == TrackerSettings(5, 0.8)
+
+
+def test_the_config_remembers_which_tracker_keys_the_command_line_set():
+    from stark.platform.experiment import dump_yaml, load_config, to_dict
+
+    cfg = load_config("stark_tiny", ["tracker.update_interval=5", "evaluate.batch_size=3"])
+    assert cfg.tracker_choice == TrackerChoice(cfg.tracker, frozenset({"update_interval"}))
+    assert load_config("stark_tiny").tracker_choice.command_line == frozenset()
+    # the record is no config key: it is neither stored nor dumped
+    assert "command_line" not in to_dict(cfg) and "command_line" not in dump_yaml(cfg)
 
 
 @pytest.mark.slow

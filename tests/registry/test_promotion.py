@@ -133,17 +133,18 @@ def test_a_model_is_refused_where_the_static_box_is_better_and_promoted_where_it
     from stark.platform.experiment import load_config
     from stark.platform.evaluate.runner import load_sequences
     from stark.platform.registry.promotion import promote
-    from stark.platform.registry.versions import alias_version, client_for
+    from stark.platform.mlflow_runs import mlflow_client
+    from stark.platform.registry.versions import alias_version
 
     monkeypatch.chdir(tmp_path)  # nothing MLflow writes may land in the repository
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = load_config("stark_tiny", [f"mlflow.tracking_uri={uri}", "evaluate.num_workers=0"])
-    client = client_for(uri)
+    client = mlflow_client(uri)
     lines: list[str] = []
 
     def promote_on(version: str, tree, **kwargs):
         sequences = load_sequences(str(tree), split="val")
-        return promote(uri, f"models:/stark/{version}", sequences, "got10k", cfg.registry, cfg.tracker, cfg.evaluate,
+        return promote(uri, f"models:/stark/{version}", sequences, "got10k", cfg.registry, cfg.tracker_choice, cfg.evaluate,
                        log=lines.append, **kwargs)
 
     saved_uri = mlflow.get_tracking_uri()

@@ -45,15 +45,16 @@ def promote(server, version, data, *overrides) -> subprocess.CompletedProcess:
 
 
 def champion(server) -> str | None:
-    from stark.platform.registry.versions import alias_version, client_for
+    from stark.platform.mlflow_runs import mlflow_client
+    from stark.platform.registry.versions import alias_version
 
-    return alias_version(client_for(server.url), MODEL, "champion")
+    return alias_version(mlflow_client(server.url), MODEL, "champion")
 
 
 def version_tags(server, version) -> dict:
-    from stark.platform.registry.versions import client_for
+    from stark.platform.mlflow_runs import mlflow_client
 
-    return client_for(server.url).get_model_version(MODEL, version).tags
+    return mlflow_client(server.url).get_model_version(MODEL, version).tags
 
 
 # --- the decision rule on its own -----------------------------------------------------------------------
@@ -148,12 +149,13 @@ def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, 
     assert final in (a, b)
     tags = version_tags(mlflow_server, final)
     assert tags["stark.promotion.decision"] == "promoted"
-    from stark.platform.registry.versions import alias_version, client_for
+    from stark.platform.mlflow_runs import mlflow_client
+    from stark.platform.registry.versions import alias_version
 
-    previous = alias_version(client_for(mlflow_server.url), MODEL, "previous-champion")
+    previous = alias_version(mlflow_client(mlflow_server.url), MODEL, "previous-champion")
     # the champion won against exactly the model it replaced (none if it was promoted first)
     assert tags["stark.promotion.compared_to"] == (previous or "none")
-    assert client_for(mlflow_server.url).search_registered_models(f"name = '{MODEL}.promotion-lock'") == []
+    assert mlflow_client(mlflow_server.url).search_registered_models(f"name = '{MODEL}.promotion-lock'") == []
 
 
 def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server, trained_checkpoint,

@@ -27,7 +27,7 @@ from stark.platform.evaluate.config import EvalConfig
 from stark.platform.image_norm import IMAGENET_MEAN, IMAGENET_STD
 from stark.platform.model_loading import load_model
 from stark.platform.track.tracker import StarkTracker
-from stark.platform.track.config import TrackerSettings, resolve_tracker_settings
+from stark.platform.track.config import TrackerChoice, TrackerSettings
 from tests.model.test_official_checkpoint import official_state_dict, write_release_file
 
 HEIGHT, WIDTH = 90, 120
@@ -248,21 +248,21 @@ def test_an_official_file_tracks_with_the_official_rule_unless_the_command_line_
 
     official = load_model(str(official_path), base_cfg=cfg.model)
     assert official.tracker == {"crop_rule": "official"}
-    assert resolve_tracker_settings(cfg.tracker, official.tracker, []).crop_rule == "official"
+    assert cfg.tracker_choice.for_model(official.tracker).crop_rule == "official"
     overrides = ["tracker.crop_rule=platform"]
-    chosen = load_config("stark_tiny", overrides).tracker
-    assert resolve_tracker_settings(chosen, official.tracker, overrides).crop_rule == "platform"
+    chosen = load_config("stark_tiny", overrides).tracker_choice
+    assert chosen.for_model(official.tracker).crop_rule == "platform"
     # other stored settings still win over the config file beside it
-    assert resolve_tracker_settings(cfg.tracker, {**official.tracker, "update_interval": 7}, []) \
+    assert cfg.tracker_choice.for_model({**official.tracker, "update_interval": 7}) \
         == dataclasses.replace(cfg.tracker, update_interval=7, crop_rule="official")
     # a platform checkpoint keeps the platform rule
-    assert resolve_tracker_settings(cfg.tracker, load_model(str(platform_path)).tracker, []).crop_rule == "platform"
+    assert cfg.tracker_choice.for_model(load_model(str(platform_path)).tracker).crop_rule == "platform"
 
 
-def test_evaluation_workers_receive_crop_rule_through_their_settings_dict():
+def test_evaluation_workers_receive_crop_rule_through_their_settings():
     cfg = preset_model_config("stark_tiny")
     settings = TrackerSettings(update_interval=5, score_threshold=0.2, crop_rule="official")
-    worker = TrackingWorker(pack_model(build_stark(cfg), cfg), dataclasses.asdict(settings), EvalConfig(), None)
+    worker = TrackingWorker(pack_model(build_stark(cfg), cfg), settings, EvalConfig(), None)
     assert worker.tracker.settings == settings
 
 
@@ -283,4 +283,4 @@ def test_a_registered_official_file_keeps_the_official_rule(tmp_path, monkeypatc
     mlflow.set_tracking_uri(uri)
     loaded = load_model(f"models:/{cfg.registry.model_name}/{version.version}")
     assert loaded.tracker == {"crop_rule": "official"}
-    assert resolve_tracker_settings(cfg.tracker, loaded.tracker, []).crop_rule == "official"
+    assert cfg.tracker_choice.for_model(loaded.tracker).crop_rule == "official"

@@ -2,7 +2,6 @@
 stops poor settings early, stores the best with the model, and resumes when interrupted."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -67,8 +66,8 @@ def test_first_update_frame_follows_the_update_rule():
 
 def test_reusing_the_base_run_gives_exactly_the_full_run(packed, val_tree):
     sequences = load_sequences(str(val_tree), split="val")
-    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=3))
-    worker = TrackingWorker(packed, dataclasses.asdict(TrackerSettings()), EvalConfig(batch_size=3), None)
+    bases = compute_bases(packed, TrackerSettings(), sequences, EvalConfig(num_workers=0, batch_size=3))
+    worker = TrackingWorker(packed, TrackerSettings(), EvalConfig(batch_size=3), None)
     for settings in (TrackerSettings(2, 0.3), TrackerSettings(5, 0.5), TrackerSettings(9, 0.7)):
         full = track_sequences(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=3))
         reused, tracked = track_chunk(worker, settings, sequences, bases, None)
@@ -83,8 +82,9 @@ def test_grid_search_returns_the_argmax_of_an_exhaustive_evaluation(packed, val_
     sequences = load_sequences(str(val_tree), split="val")
     cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=THRESHOLDS, scheduler="none", chunk_sequences=2,
                      storage_path=str(tmp_path), batch_size=4)
-    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=6))
-    rows = trial_table(run_search(packed, sequences, cfg, "got10k", "grid", EvalConfig(), None, bases))
+    bases = compute_bases(packed, TrackerSettings(), sequences, EvalConfig(num_workers=0, batch_size=6))
+    rows = trial_table(run_search(packed, TrackerSettings(), sequences, cfg, "got10k", "grid", EvalConfig(), None,
+                                  bases))
     assert len(rows) == 9 and all(r.complete for r in rows)
     for row in rows:
         assert row.score == pytest.approx(exhaustive_scores[(row.update_interval, row.score_threshold)], abs=1e-6)
@@ -99,7 +99,8 @@ def test_early_stopping_tracks_fewer_chunks_and_keeps_the_best_near_the_top(pack
     cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=THRESHOLDS, scheduler="asha", chunk_sequences=2,
                      grace_chunks=1, reduction_factor=3, reuse=False, storage_path=str(tmp_path), batch_size=4,
                      max_concurrent_trials=1)  # trials report in grid order: ASHA's stops are the same every run
-    rows = trial_table(run_search(packed, sequences, cfg, "got10k", "asha", EvalConfig(), None, None))
+    rows = trial_table(run_search(packed, TrackerSettings(), sequences, cfg, "got10k", "asha", EvalConfig(), None,
+                                  None))
     assert len(rows) == 9
     assert sum(r.chunks for r in rows) < 9 * 3  # exhaustive: every setting sees all 3 chunks
     finished = sorted((r for r in rows if r.complete), key=lambda r: -r.score)
@@ -149,13 +150,15 @@ def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_
     # no sigmoid exceeds 1.0: no setting of this grid ever replaces the template
     tune_cfg = TuneConfig(update_intervals=INTERVALS, score_thresholds=[1.0], scheduler="none", chunk_sequences=2,
                           storage_path=str(tmp_path / "trials"), batch_size=4)
-    bases = compute_bases(packed, sequences, EvalConfig(num_workers=0, batch_size=6))
-    grid = run_search(packed, sequences, tune_cfg, "got10k", "flat", EvalConfig(), None, bases)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
+    bases = compute_bases(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
+    grid = run_search(packed, settings, sequences, tune_cfg, "got10k", "flat", EvalConfig(), None, bases)
     saved_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
-        report = write_tune_report(grid, tmp_path / "report", metric="ao", loaded=loaded, cfg=cfg,
+        report = write_tune_report(grid, tmp_path / "report", metric="ao", loaded=loaded, cfg=cfg, settings=settings,
                                    model_spec=str(random_checkpoint), data=str(val_tree), benchmark="got10k",
+                                   tracking_uri=mlflow.get_tracking_uri(),
                                    sequences=sequences, split="val", bases=bases)
         (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
     finally:
