@@ -103,6 +103,8 @@ def infer_official_config(net: dict[str, torch.Tensor], base: ModelConfig) -> Mo
     score_layers = count(r"cls_head\.layers\.(\d+)\.")
     return ModelConfig(
         variant="ST" if score_layers else "S",
+        # every official network has frozen BatchNorm and a strided layer3 (BackboneConfig's defaults),
+        # whatever the base preset chose for its own training
         backbone=BackboneConfig(name=name, weights=None, trainable_stages=list(base.backbone.trainable_stages)),
         transformer=TransformerConfig(
             d_model=d_model, nheads=base.transformer.nheads,
