@@ -90,7 +90,9 @@ def check_setup(cfg) -> Plan:
     for uri in cfg.data.manifests:
         try:
             found = storage.exists(manifest_uri(uri), cfg.storage)
-        except Exception as exc:  # unreachable S3 endpoint, bad credentials, ...
+        except (storage.StorageError, storage.NoSuchBucketError):
+            raise  # already one line naming the endpoint and bucket (an unreachable one exits 1, not 2)
+        except Exception as exc:  # bad credentials, ...
             raise TrainSetupError(f"data.manifests: cannot reach {uri}: {exc}") from exc
         if not found:
             raise TrainSetupError(f"data.manifests: no manifest at {manifest_uri(uri)} (run `stark ingest` into {uri})")
