@@ -6,8 +6,10 @@ import sys
 import time
 
 from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, use_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     parser = job_parser(prog, "Track every sequence of DATA with MODEL; write benchmark result files, "
                               "metrics, tables and plots.", default_config="stark_st50")

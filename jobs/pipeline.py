@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 
 class Pipeline:
@@ -333,6 +334,7 @@ class Pipeline:
         return float((iou[visible] > 0.5).mean()) if visible.any() else None
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
     parser = job_parser(prog, "The main job: data -> ingest -> train -> tune -> register -> promote -> track, "
                               "resuming where it stopped.", default_config="pipeline_demo")
@@ -370,9 +372,9 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
         for step in cfg.pipeline.steps:
             getattr(pipeline, f"step_{step}")()
         pipeline.summary()
-    except Exception as exc:  # noqa: BLE001 - one readable line; the steps printed their own detail
-        print(f"\nstark pipeline: failed in step {pipeline.step_no}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    except Exception:
+        print(f"\nstark pipeline: stopped in step {pipeline.step_no}", flush=True)
+        raise  # the boundary prints the one error line (or logs the traceback of a bug)
     return 0
 
 
