@@ -6,6 +6,7 @@ from typing import Literal
 
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONE_NORMS = ("frozen", "batch")
+SCORE_INPUTS = ("query", "query_and_corners")
 BACKBONE_STAGES = ("conv1", "layer1", "layer2", "layer3")  # conv1: the stem convolution
 
 
@@ -59,10 +60,17 @@ class TransformerConfig:
 class HeadConfig:
     corner_channels: int = 256  # first conv width of each corner branch; halves 3 times
     score_layers: int = 3  # MLP depth of the STARK-ST score head
+    # What the score MLP reads. "query" (official): the decoder's target embedding. "query_and_corners":
+    # that embedding plus how sure the corner head is (log of each corner map's peak probability); for a
+    # network whose target embedding carries no presence signal (measured on the tiny preset: a linear
+    # probe on it separates on-target from drifted crops at AUC 0.52, the peaks at 0.88-0.90)
+    score_input: str = "query"
 
     def validate(self) -> None:
         if self.corner_channels % 8:
             raise ValueError("model.head.corner_channels must be divisible by 8")
+        if self.score_input not in SCORE_INPUTS:
+            raise ValueError(f"model.head.score_input: {self.score_input!r} is not one of {SCORE_INPUTS}")
 
 
 @dataclass

@@ -37,14 +37,35 @@ class CornerHead(nn.Module):
     def soft_argmax(self, score_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """score_map [B, 1, S, S] -> expected (x, y), each [B], in fp32 whatever the autocast: under bf16 the
         expectation's matmul would round corners to ~2^-9 of the crop."""
+        return self.expectation(self.probability(score_map))
+
+    def probability(self, score_map: torch.Tensor) -> torch.Tensor:
+        """score_map [B, 1, S, S] -> softmax over the cells [B, S*S], fp32."""
         with torch.autocast(score_map.device.type, enabled=False):
-            prob = score_map.flatten(1).float().softmax(dim=1)  # [B, S*S]
+            return score_map.flatten(1).float().softmax(dim=1)
+
+    def expectation(self, prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """prob [B, S*S] -> expected (x, y), each [B], fp32."""
+        with torch.autocast(prob.device.type, enabled=False):
             return prob @ self.coord_x.float(), prob @ self.coord_y.float()
 
-    def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        x1, y1 = self.soft_argmax(self.top_left(fused))
-        x2, y2 = self.soft_argmax(self.bottom_right(fused))
+    def corner_probabilities(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """fused [B, d, S, S] -> (top-left, bottom-right) probabilities, each [B, S*S]."""
+        return self.probability(self.top_left(fused)), self.probability(self.bottom_right(fused))
+
+    def boxes(self, top_left: torch.Tensor, bottom_right: torch.Tensor) -> torch.Tensor:
+        """Corner probabilities -> boxes_xyxy [B, 4]."""
+        x1, y1 = self.expectation(top_left)
+        x2, y2 = self.expectation(bottom_right)
         return torch.stack((x1, y1, x2, y2), dim=1)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.boxes(*self.corner_probabilities(fused))
+
+
+def corner_confidence(top_left: torch.Tensor, bottom_right: torch.Tensor) -> torch.Tensor:
+    """How sure the head is of each corner: log of each map's peak probability, [B, 2] (0 = certain)."""
+    return torch.stack((top_left.amax(1), bottom_right.amax(1)), dim=1).clamp_min(1e-6).log()
 
 
 def build_corner_head(cfg: HeadConfig, in_channels: int, feat_size: int) -> CornerHead:

@@ -1,4 +1,5 @@
-"""STARK-ST score head: an MLP on the decoder output giving one reliability logit per query."""
+"""STARK-ST score head: an MLP on the decoder output (optionally with the corner head's confidence)
+giving one reliability logit per query."""
 from __future__ import annotations
 
 import torch
@@ -24,5 +25,9 @@ class MLP(nn.Module):
         return x
 
 
+CORNER_CONFIDENCE_FEATURES = 2  # log peak probability of the top-left and of the bottom-right map
+
+
 def build_score_head(cfg: HeadConfig, d_model: int) -> MLP:
-    return MLP(d_model, d_model, 1, cfg.score_layers)
+    extra = CORNER_CONFIDENCE_FEATURES if cfg.score_input == "query_and_corners" else 0
+    return MLP(d_model + extra, d_model, 1, cfg.score_layers)

@@ -13,7 +13,7 @@ from torch import nn
 from stark.model.backbone import Backbone, build_backbone
 from stark.model.box_ops import box_xyxy_to_cxcywh
 from stark.model.config import ModelConfig
-from stark.model.corner_head import CornerHead, build_corner_head
+from stark.model.corner_head import CornerHead, build_corner_head, corner_confidence
 from stark.model.position_encoding import PositionEncodingSine, build_position_encoding
 from stark.model.score_head import MLP, build_score_head
 from stark.model.transformer import Transformer, build_transformer
@@ -51,7 +51,8 @@ class STARK(nn.Module):
     """STARK-S (score_head=None, one template) or STARK-ST (score head, initial + dynamic template)."""
 
     def __init__(self, backbone: Backbone, position_encoding: PositionEncodingSine, transformer: Transformer,
-                 box_head: CornerHead, score_head: MLP | None, num_templates: int):
+                 box_head: CornerHead, score_head: MLP | None, num_templates: int,
+                 score_sees_corners: bool = False):
         super().__init__()
         d_model = transformer.d_model
         self.backbone = backbone
@@ -62,6 +63,7 @@ class STARK(nn.Module):
         self.box_head = box_head
         self.score_head = score_head
         self.num_templates = num_templates
+        self.score_sees_corners = score_sees_corners  # the score MLP also reads the corner head's confidence
 
     # --- the three stages of a forward pass -------------------------------------------------------
     def forward_backbone(self, images: torch.Tensor, mask: torch.Tensor) -> Tokens:
@@ -91,8 +93,12 @@ class STARK(nn.Module):
         similarity = torch.einsum("bnd,bd->bn", search_mem, query)  # [B, S*S]
         fused = search_mem * similarity.unsqueeze(-1)  # [B, S*S, d]
         fused = fused.permute(0, 2, 1).reshape(-1, search_mem.shape[-1], side, side)  # [B, d, S, S]
-        out = {"pred_boxes": box_xyxy_to_cxcywh(self.box_head(fused))}
+        top_left, bottom_right = self.box_head.corner_probabilities(fused)  # [B, S*S] each
+        out = {"pred_boxes": box_xyxy_to_cxcywh(self.box_head.boxes(top_left, bottom_right))}
         if self.score_head is not None:
+            if self.score_sees_corners:
+                confidence = corner_confidence(top_left, bottom_right).to(query.dtype)  # [B, 2]
+                query = torch.cat([query, confidence], dim=1)  # [B, d + 2]
             out["pred_logits"] = self.score_head(query)[:, 0]  # [B]
         return out
 
@@ -150,4 +156,5 @@ def build_stark(cfg: ModelConfig) -> STARK:
         box_head=build_corner_head(cfg.head, d_model, cfg.search_feat_size),
         score_head=build_score_head(cfg.head, d_model) if cfg.variant == "ST" else None,
         num_templates=cfg.num_templates,
+        score_sees_corners=cfg.variant == "ST" and cfg.head.score_input == "query_and_corners",
     )

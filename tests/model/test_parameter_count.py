@@ -51,7 +51,8 @@ def official_param_count(cfg) -> int:
              + d  # query embedding
              + 2 * branch)
     if cfg.variant == "ST":
-        total += (d * d + d) * (cfg.head.score_layers - 1) + d + 1
+        extra = 2 if cfg.head.score_input == "query_and_corners" else 0  # the two corner confidences
+        total += (d * d + d) * (cfg.head.score_layers - 1) + extra * d + d + 1
     return total
 
 
