@@ -63,7 +63,8 @@ def size_response(tracker: StarkTracker, sequences, every: int = 10) -> list[flo
                                                        torch.from_numpy(mask[None]))
                 _, _, pw, ph = out["pred_boxes"][0].float().numpy() * c.search_size
                 true = window.box_to_crop(seq.boxes_xywh[t])
-                ratios[s].append(float(np.sqrt(pw * ph / (true[2] * true[3]))))
+                if true[2] * true[3] > 0 and pw * ph > 0:
+                    ratios[s].append(float(np.sqrt(pw * ph / (true[2] * true[3]))))
     return [float(np.median(ratios[s])) for s in SIZE_SCALES]
 
 
