@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+from stark.jobs.boundary import user_input
+from stark.platform.errors import ServiceError
 from stark.platform.experiment import ConfigError, load_config
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")  # key.sub= : dotted identifiers, then '='
@@ -71,7 +73,7 @@ def config_from_args(args: argparse.Namespace):
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     if not getattr(args, "verbose", True):
         from pathlib import Path
@@ -115,18 +117,15 @@ def registry_tracking_uri(cfg) -> str:
 
 
 def run_registry_call(call, tracking_uri: str):
-    """(call(), 0), or (None, exit code) after one 'error:' line: 2 for bad input (ValueError),
-    1 for a registry refusal or any MLflow/network failure (nothing half-changed is left by the callers)."""
+    """call(), under the registry's rules: a ValueError is bad input (exit 2), a registry refusal or any
+    MLflow/network failure is a ServiceError (exit 1; nothing half-changed is left by the callers). The job's
+    boundary prints the one line."""
     from stark.platform.registry.versions import RegistryError, explain_mlflow_error
 
-    try:
-        return call(), 0
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None, 2
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None, 1
-    except Exception as exc:  # noqa: BLE001 - MLflow/network failures: one clear line
-        print(f"error: {explain_mlflow_error(exc, tracking_uri)}", file=sys.stderr)
-        return None, 1
+    with user_input():
+        try:
+            return call()
+        except (ValueError, ServiceError, RegistryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow/network failures: one clear line
+            raise ServiceError(str(explain_mlflow_error(exc, tracking_uri))) from exc

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, job_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 THROUGHPUT = "frames tracked / wall-clock seconds of tracking, all workers together"
 
@@ -33,6 +34,7 @@ def default_output(root: str, model: str, data: str, split: str | None) -> Path:
     return Path(root) / _slug(model_path) / (_slug(data_path) + (f"-{split}" if split else ""))
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     parser = job_parser(prog, "Track every sequence of DATA with MODEL; write benchmark result files, "
                               "metrics, tables and plots.", default_config="stark_st50")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import sys
 
 from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.boundary import EXIT_BAD_INPUT, job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark ingest") -> int:
     parser = job_parser(prog, __doc__.split(":", 1)[1].strip(), default_config=None)
     parser.add_argument("src", help="source folder (benchmark layout, or videos with a .csv box file each)")
@@ -27,8 +29,8 @@ def main(argv: list[str] | None = None, prog: str = "stark ingest") -> int:
     try:
         report = ingest(args.src, args.dest, cfg.ingest, cfg.storage)
     except InvalidInputError as exc:
-        print(f"ingest failed, nothing imported: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {exc}; nothing was imported", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(report.summary())
     return 0
 

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.boundary import job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_starter") -> int:
     parser = job_parser(prog, "Pretrain a starter checkpoint by its recipe and write it with its record.",
                         default_config="starter_tiny")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import sys
 
 from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.boundary import job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark model-summary") -> int:
     parser = job_parser(prog, __doc__.split(":", 1)[1].strip(), default_config="stark_st50")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.boundary import job_boundary
 
 
 class Pipeline:
@@ -391,6 +392,7 @@ def print_summary(summary: dict) -> None:
     print(f"    {'mlflow':<18} {uri}\n    browse it:         {ui}")
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
     parser = job_parser(prog, "The main job: data -> ingest -> train -> tune -> register -> promote -> track, "
                               "resuming where it stopped.", default_config="pipeline_demo")
@@ -419,9 +421,9 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
         for step in cfg.pipeline.steps:
             getattr(pipeline, f"step_{step}")()
         pipeline.summary()
-    except Exception as exc:  # noqa: BLE001 - one readable line; the steps printed their own detail
-        print(f"\nstark pipeline: failed in step {pipeline.step_no}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    except Exception:
+        print(f"\nstark pipeline: stopped in step {pipeline.step_no}", flush=True)
+        raise  # the boundary prints the one error line (or logs the traceback of a bug)
     return 0
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 
 from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call
+from stark.jobs.boundary import job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
     parser = job_parser(prog, "Evaluate a candidate version, the champion and the static box (the first frame's "
                               "box on every frame) on the same sequences; move the champion alias only when the "
@@ -30,9 +32,7 @@ def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
         return promote(tracking_uri, args.candidate, sequences, benchmark, cfg.registry, cfg.tracker_choice,
                        cfg.evaluate, cfg.storage)
 
-    outcome, code = run_registry_call(compare_and_maybe_promote, tracking_uri)
-    if code:
-        return code
+    outcome = run_registry_call(compare_and_maybe_promote, tracking_uri)
     d = outcome.decision
     name = cfg.registry.model_name
     print(f"\n{'PROMOTED' if d.promote else 'NOT PROMOTED'}: {d.reason}")

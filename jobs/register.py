@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call
+from stark.jobs.boundary import job_boundary
 
 
 def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | None = None,
@@ -51,6 +52,7 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
         return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description)
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark register") -> int:
     parser = job_parser(prog, "Register a model version in MLflow (weights, config, tuned settings, "
                               "provenance, metrics).", default_config="stark_st50")
@@ -63,10 +65,8 @@ def main(argv: list[str] | None = None, prog: str = "stark register") -> int:
     cfg = config_from_args(args)
 
     tracking_uri = registry_tracking_uri(cfg)
-    version, code = run_registry_call(
+    version = run_registry_call(
         lambda: register(cfg, args.checkpoint, args.eval_data, args.split, args.description), tracking_uri)
-    if code:
-        return code
     print(f"registered models:/{version.name}/{version.version} (run {version.run_id}) at {tracking_uri}")
     for key in sorted(version.tags):
         if key.startswith(("stark.tracker.", "stark.eval.", "stark.variant", "stark.train_run_id")):

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stark.jobs.boundary import job_boundary
+
 SUBPACKAGES = ("model", "platform", "jobs", "configs")
 PASSTHROUGH = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
@@ -167,6 +169,7 @@ def exit_code(info) -> int:
     return code if status == "FAILED" and isinstance(code, int) and 0 < code < 256 else 1
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark submit") -> int:
     args, command = parse_args(list(sys.argv[1:] if argv is None else argv), prog)
     from ray.job_submission import JobSubmissionClient

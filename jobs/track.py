@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 DEFAULT_MODEL = "models:/stark@champion"
 
@@ -38,6 +39,7 @@ class ProgressBar:
             print(line, file=self.stream, flush=True)
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     parser = job_parser(prog, "Track one object through a video file or a folder of frames; writes the "
                               "boxes (CSV) and an annotated video.", default_config="stark_st50")

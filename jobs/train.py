@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stark.jobs.args import config_from_args, job_parser
+from stark.jobs.boundary import job_boundary
+from stark.platform.errors import BadInputError
 
 if TYPE_CHECKING:
     from stark.platform.mlflow_runs import JobRuns
     from stark.platform.train.run_layout import RunPaths
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(BadInputError):
     """A problem found before any worker starts; the message names the key or URI."""
 
 
@@ -44,23 +46,19 @@ class JobState:
     runs: JobRuns | None = None  # once the MLflow runs exist
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark train") -> int:
     parser = job_parser(prog, __doc__.split(":", 1)[1].split("\n")[0].strip(), default_config="stark_st50")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)  # unknown keys and bad values exit here, naming the key
-    try:
-        plan = check_setup(cfg)
-    except TrainSetupError as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
+    plan = check_setup(cfg)  # a TrainSetupError is bad input: the boundary prints it, exit 2
     started = time.monotonic()
     job = JobState()
     try:
         run_job(cfg, plan, job)
-    except Exception as exc:
-        print(f"train: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception:
         print_summary(cfg, plan, job, time.monotonic() - started, failed=True)
-        return 1
+        raise  # the boundary prints the one error line (or logs the traceback of a bug)
     print_summary(cfg, plan, job, time.monotonic() - started)
     return 0
 
@@ -92,7 +90,9 @@ def check_setup(cfg) -> Plan:
     for uri in cfg.data.manifests:
         try:
             found = storage.exists(manifest_uri(uri), cfg.storage)
-        except Exception as exc:  # unreachable S3 endpoint, bad credentials, ...
+        except (storage.StorageError, storage.NoSuchBucketError):
+            raise  # already one line naming the endpoint and bucket (an unreachable one exits 1, not 2)
+        except Exception as exc:  # bad credentials, ...
             raise TrainSetupError(f"data.manifests: cannot reach {uri}: {exc}") from exc
         if not found:
             raise TrainSetupError(f"data.manifests: no manifest at {manifest_uri(uri)} (run `stark ingest` into {uri})")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, job_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 
 def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> str:
@@ -20,6 +21,7 @@ def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> 
     return f"{cfg.name}-tune-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     parser = job_parser(prog, "Search STARK-ST's update_interval and score_threshold on validation sequences; "
                               "store the best with the model.", default_config="stark_st50")

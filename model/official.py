@@ -41,6 +41,19 @@ def _stand_in(qualified_name: str) -> type:
     return type("Dropped", (DroppedObject,), {"qualified_name": qualified_name})
 
 
+# Modules and builtins whose globals in a pickle can only mean "run this" (a shell, a subprocess, eval, an
+# import); a release file's foreign objects are classes of the official repo (lib.*, ...), never these.
+_CODE_MODULES = {"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy", "pickle",
+                 "marshal", "ctypes", "code", "pty", "commands", "multiprocessing", "webbrowser", "pdb", "timeit"}
+_CODE_BUILTINS = {"eval", "exec", "compile", "__import__", "getattr", "setattr", "open", "breakpoint", "input"}
+
+
+def _runs_code(qualified_name: str) -> bool:
+    module, _, name = qualified_name.rpartition(".")
+    root = module.split(".")[0]
+    return root in _CODE_MODULES or (root in ("builtins", "__builtin__") and name in _CODE_BUILTINS)
+
+
 def read_release_file(path: str | Path) -> dict:
     """Read a release file's top-level dict without executing any code pickled in it."""
     path = Path(path)
@@ -51,6 +64,11 @@ def read_release_file(path: str | Path) -> dict:
         reason = exc
     else:
         reason = None
+    runs_code = [name for name in foreign if _runs_code(name)]
+    if runs_code:
+        raise ValueError(f"{path}: refused: its pickle asks to run code ({', '.join(runs_code[:3])}), which a "
+                         f"checkpoint never needs; nothing in it was run. Use only files written by stark or the "
+                         f"official STARK releases")
     stand_ins = [(_stand_in(name), name) for name in foreign]
     try:
         with torch.serialization.safe_globals(stand_ins):

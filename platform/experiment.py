@@ -17,6 +17,7 @@ import yaml
 
 from ..model.config import ModelConfig
 from .data.config import DataConfig
+from .errors import BadInputError
 from .evaluate.config import EvalConfig
 from .home import Home
 from .ingest.config import IngestConfig
@@ -29,8 +30,8 @@ from .train.config import TrainConfig
 from .tune.config import TuneConfig
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(BadInputError):
+    """A config file, preset or override that does not load or validate; the message names the key."""
 
 
 @dataclass

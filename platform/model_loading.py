@@ -14,6 +14,7 @@ from ..model.config import BackboneConfig, HeadConfig, ModelConfig, TransformerC
 from ..model.official import is_release_file, official_state_dict_to_ours, read_release_file
 from ..model.stark import STARK, build_stark
 from . import storage
+from .errors import BadInputError
 from .checkpoint import is_platform_checkpoint, read_checkpoint_bytes
 from .experiment import from_dict
 from .starter import resolve_starter
@@ -84,6 +85,13 @@ def from_content(content: dict, source: str, base_cfg: ModelConfig | None = None
 
 
 def _load_state(model: STARK, state: dict, source: str) -> None:
+    ours = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in state.items()
+             if k in ours and hasattr(v, "shape") and v.shape != ours[k].shape]
+    if wrong:
+        raise BadInputError(f"{source}: its weights are of another architecture than its stored model config "
+                            f"({len(wrong)} tensor(s) of another shape, e.g. {'; '.join(wrong[:3])}): the file was "
+                            f"edited or written by another version; use a checkpoint written by `stark train`")
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{source}: weights do not fit the stored config: missing {result.missing_keys[:5]}, "
@@ -107,6 +115,8 @@ def infer_official_config(net: dict[str, torch.Tensor], base: ModelConfig) -> Mo
     score_layers = count(r"cls_head\.layers\.(\d+)\.")
     return ModelConfig(
         variant="ST" if score_layers else "S",
+        # every official network has frozen BatchNorm and a strided layer3 (BackboneConfig's defaults),
+        # whatever the base preset chose for its own training
         backbone=BackboneConfig(name=name, weights=None, trainable_stages=list(base.backbone.trainable_stages)),
         transformer=TransformerConfig(
             d_model=d_model, nheads=base.transformer.nheads,

@@ -4,15 +4,40 @@ Every part of the platform that touches stored data (ingest, the data stream, ch
 results) goes through these helpers, so a local path and an S3 URI behave the same. Writes are
 atomic: a reader sees the old object or the whole new one, never a partial file (local: temp name
 then rename; S3: one PUT, which S3 only makes visible once complete).
+
+S3 calls survive an outage: a connection error or throttling is retried with backoff for
+`storage.retry_seconds`, then fails as one `StorageError` naming the endpoint, the bucket and the operation.
+A bucket that does not exist is a `NoSuchBucketError` (bad input: the URI or the setup is wrong).
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable, TypeVar
+
+from .errors import BadInputError, ServiceError
+
+T = TypeVar("T")
+# S3 error codes that mean "try again later", not "this request is wrong"
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
+                    "ServiceUnavailable", "InternalError", "RequestTimeout", "500", "502", "503", "504"}
+_TRANSIENT_NAMES = {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+                    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ClientPayloadError",
+                    "FSTimeoutError", "IncompleteRead", "ResponseStreamingError"}
+
+
+class StorageError(ServiceError):
+    """Object storage did not answer (or kept refusing) for `storage.retry_seconds`."""
+
+
+class NoSuchBucketError(BadInputError):
+    """The bucket of an s3:// URI does not exist at the endpoint."""
 
 
 @dataclass
@@ -23,8 +48,11 @@ class StorageConfig:
     region: str | None = None  # None = $AWS_REGION / $AWS_DEFAULT_REGION
     key: str | None = None  # access key id; None = $AWS_ACCESS_KEY_ID (or the AWS credential chain)
     secret: str | None = None  # secret access key; None = $AWS_SECRET_ACCESS_KEY
+    retry_seconds: float = 30.0  # keep retrying a connection error or throttling this long, then fail naming it
 
     def validate(self) -> None:
+        if not self.retry_seconds >= 0:
+            raise ValueError(f"storage.retry_seconds: {self.retry_seconds!r} must be a number of seconds >= 0")
         if (self.key is None) != (self.secret is None):
             raise ValueError("storage.key and storage.secret must be set together (or both left to the environment)")
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
@@ -83,29 +111,115 @@ def filesystem(uri: str, cfg: StorageConfig | None = None) -> tuple[Any, str]:
     return LocalFileSystem(), os.path.abspath(uri)
 
 
+def _error_chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code")) if isinstance(response, dict) else None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    for link in _error_chain(exc):
+        if type(link).__name__ in _TRANSIENT_NAMES or isinstance(link, (ConnectionError, TimeoutError)):
+            return True
+        if _error_code(link) in _TRANSIENT_CODES:
+            return True
+    return False
+
+
+def _is_missing_bucket(exc: BaseException) -> bool:
+    return any(_error_code(link) == "NoSuchBucket" or type(link).__name__ == "NoSuchBucket"
+               for link in _error_chain(exc))
+
+
+def _missing_bucket(operation: str, uri: str, cfg: StorageConfig | None) -> NoSuchBucketError:
+    bucket = uri[len("s3://"):].split("/", 1)[0]
+    endpoint = (cfg or StorageConfig()).resolved().endpoint_url or "AWS S3"
+    return NoSuchBucketError(f"bucket {bucket!r} does not exist at {endpoint} ({operation} {uri}): create it, "
+                             f"or fix the bucket name in the URI")
+
+
+def _s3_call(operation: str, uri: str, cfg: StorageConfig | None, call: Callable[[], T]) -> T:
+    """call(), retried with backoff (0.5 s doubling to 4 s) on connection errors and throttling for
+    cfg.retry_seconds; a missing bucket or the end of the retries raise one error that names them."""
+    cfg = (cfg or StorageConfig()).resolved()
+    bucket = uri[len("s3://"):].split("/", 1)[0]
+    endpoint = cfg.endpoint_url or "AWS S3"
+    deadline = time.monotonic() + cfg.retry_seconds
+    delay, attempts = 0.5, 0
+    while True:
+        attempts += 1
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - sorted below: missing bucket, transient, or the caller's
+            if _is_missing_bucket(exc):
+                raise _missing_bucket(operation, uri, cfg) from exc
+            if not _is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise StorageError(f"object storage at {endpoint} (bucket {bucket!r}) did not answer: {operation} "
+                                   f"{uri} failed {attempts} time(s) over {cfg.retry_seconds:g}s ({reason}); "
+                                   f"check that the endpoint is up and reachable, then run the command again "
+                                   f"(storage.retry_seconds waits longer)") from exc
+            time.sleep(delay)
+            delay = min(2 * delay, 4.0)
+
+
 def exists(uri: str, cfg: StorageConfig | None = None) -> bool:
     fs, path = filesystem(uri, cfg)
-    if is_s3(uri):
+    if not is_s3(uri):
+        return fs.exists(path)
+
+    def look() -> bool:
         fs.invalidate_cache(path)  # another process may have written it since we last looked
-    return fs.exists(path)
+        if fs.exists(path):
+            return True
+        if not fs.exists(path.split("/", 1)[0]):  # s3fs answers False for a missing bucket: name it instead
+            raise _missing_bucket("looking for", uri, cfg)
+        return False
+
+    return _s3_call("looking for", uri, cfg, look)
 
 
 def read_bytes(uri: str, cfg: StorageConfig | None = None) -> bytes:
     fs, path = filesystem(uri, cfg)
-    return fs.cat_file(path)
+    if not is_s3(uri):
+        return fs.cat_file(path)
+    def get() -> bytes:
+        try:
+            return fs.cat_file(path)
+        except FileNotFoundError as exc:
+            if _is_missing_bucket(exc):
+                raise
+            raise FileNotFoundError(errno.ENOENT, "no such object", uri) from exc
+
+    return _s3_call("reading", uri, cfg, get)
 
 
 def open_read(uri: str, cfg: StorageConfig | None = None) -> IO[bytes]:
+    """A file object over the whole object (S3: read in one retried call, so no read fails half-way)."""
     fs, path = filesystem(uri, cfg)
-    return fs.open(path, "rb")
+    if not is_s3(uri):
+        return fs.open(path, "rb")
+    return io.BytesIO(read_bytes(uri, cfg))
 
 
 def write_bytes_atomic(uri: str, data: bytes, cfg: StorageConfig | None = None) -> None:
     """Write a whole object so that readers never see it half-written."""
     fs, path = filesystem(uri, cfg)
     if is_s3(uri):
-        fs.pipe_file(path, data)  # a single PUT (or a multipart upload, completed as one)
-        fs.invalidate_cache(path)
+        def put() -> None:
+            fs.pipe_file(path, data)  # a single PUT (or a multipart upload, completed as one)
+            fs.invalidate_cache(path)
+
+        _s3_call("writing", uri, cfg, put)
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
@@ -130,24 +244,43 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def remove(uri: str, cfg: StorageConfig | None = None) -> None:
     """Delete one object or file if present."""
     fs, path = filesystem(uri, cfg)
-    try:
-        fs.rm_file(path)
-    except FileNotFoundError:
-        pass
+
+    def delete() -> None:
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    if is_s3(uri):
+        _s3_call("deleting", uri, cfg, delete)
+    else:
+        delete()
 
 
 def remove_tree(uri: str, cfg: StorageConfig | None = None) -> None:
     fs, path = filesystem(uri, cfg)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+
+    def delete() -> None:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    if is_s3(uri):
+        _s3_call("deleting", uri, cfg, delete)
+    else:
+        delete()
 
 
 def list_files(uri: str, cfg: StorageConfig | None = None) -> list[str]:
     """Every file under a folder/prefix, as URIs of the same kind as `uri`, sorted."""
     fs, path = filesystem(uri, cfg)
-    if is_s3(uri):
-        fs.invalidate_cache(path)
-    if not fs.exists(path):
-        return []
-    found = fs.find(path)
-    return sorted(f"s3://{p}" if is_s3(uri) else p for p in found)
+
+    def find() -> list[str]:
+        if is_s3(uri):
+            fs.invalidate_cache(path)
+        if not fs.exists(path):
+            if is_s3(uri) and not fs.exists(path.split("/", 1)[0]):
+                raise _missing_bucket("listing", uri, cfg)
+            return []
+        return sorted(f"s3://{p}" if is_s3(uri) else p for p in fs.find(path))
+
+    return _s3_call("listing", uri, cfg, find) if is_s3(uri) else find()

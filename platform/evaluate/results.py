@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadInputError
 from ..storage import write_file_atomic
 
 BOX_FORMAT = "%.3f"  # the GOT-10k toolkit's precision; a thousandth of a pixel
 TIME_FORMAT = "%.8f"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(BadInputError):
     """A results folder that an evaluation server would reject; the message lists every problem."""
 
 

@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..storage import StorageConfig, join, read_bytes, write_bytes_atomic
+from ..errors import BadInputError
+from ..storage import StorageConfig, join, parent, read_bytes, write_bytes_atomic
 
 MANIFEST_NAME = "manifest.parquet"
 MANIFEST_VERSION = "1"
@@ -116,10 +117,15 @@ def write_manifest(dest: str, records: list[ClipRecord], metadata: dict[str, str
 
 def read_manifest(uri: str, storage: StorageConfig | None = None) -> pa.Table:
     uri = manifest_uri(uri)
-    table = pq.read_table(io.BytesIO(read_bytes(uri, storage)))
+    data = read_bytes(uri, storage)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise BadInputError(f"{uri}: not a readable manifest ({str(exc).splitlines()[0]}), the file is damaged or is "
+                            f"not a Parquet file: run `stark ingest SRC {parent(uri)}` again to rewrite it") from exc
     missing = [name for name in SCHEMA.names if name not in table.column_names]
     if missing:
-        raise ValueError(f"{uri}: not a stark manifest (missing columns {missing})")
+        raise BadInputError(f"{uri}: not a stark manifest (missing columns {missing}): run `stark ingest` to make one")
     return table
 
 

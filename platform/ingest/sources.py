@@ -13,8 +13,10 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import BadInputError
 
-class InvalidInputError(ValueError):
+
+class InvalidInputError(BadInputError):
     """Bad input, located: `path:line: message` (or `path: message` when no single line is to blame)."""
 
     def __init__(self, path: str, message: str, line: int | None = None):

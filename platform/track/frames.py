@@ -6,6 +6,8 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from ..errors import BadInputError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
@@ -37,12 +39,21 @@ class ImageFolderFrames:
     def __iter__(self) -> Iterator[np.ndarray]:
         from PIL import Image
 
-        for path in self.paths:
+        first_size = None
+        for index, path in enumerate(self.paths):
             try:
                 with Image.open(path) as image:
-                    yield np.asarray(image.convert("RGB"))
+                    frame = np.asarray(image.convert("RGB"))
             except OSError as exc:
-                raise ValueError(f"{path}: unreadable image: {exc}") from exc
+                raise BadInputError(f"{path}: unreadable image (frame {index + 1} of {len(self.paths)}): {exc}; "
+                                    f"replace or remove the file") from exc
+            size = (frame.shape[1], frame.shape[0])
+            first_size = first_size or size
+            if size != first_size:
+                raise BadInputError(f"{path}: frame {index + 1} is {size[0]}x{size[1]}, the first frame "
+                                    f"{self.paths[0].name} is {first_size[0]}x{first_size[1]}: every frame of a "
+                                    f"folder must have one size (resize the odd ones, or track them separately)")
+            yield frame
 
 
 class VideoFrames:

@@ -155,7 +155,7 @@ def test_bad_input_stops_the_command_with_the_named_error_and_writes_no_manifest
     write_demo_dataset(str(tmp_path / "src"), "got10k", seed=15, **SMALL)
     with open(tmp_path / "src" / "train" / "list.txt", "a") as f:
         f.write("GOT-10k_Train_000404\n")
-    assert ingest_main([str(tmp_path / "src"), str(tmp_path / "dest")]) == 1
+    assert ingest_main([str(tmp_path / "src"), str(tmp_path / "dest")]) == 2
     assert "list.txt:4: sequence 'GOT-10k_Train_000404' is listed but its folder" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "dest")
 
@@ -173,7 +173,7 @@ def test_a_bad_frame_found_while_encoding_fails_the_ingest_or_is_skipped(tmp_pat
     frames_dir = tmp_path / "src" / "TRAIN_0" / "frames"
     video = sorted(os.listdir(frames_dir))[0]
     (frames_dir / video / "7.jpg").write_bytes(b"not a jpeg")
-    assert ingest_main([str(tmp_path / "src"), str(tmp_path / "dest")]) == 1
+    assert ingest_main([str(tmp_path / "src"), str(tmp_path / "dest")]) == 2
     assert f"{video}/7.jpg: unreadable or truncated image" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "dest" / "manifest.parquet")
 

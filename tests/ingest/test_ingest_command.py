@@ -37,9 +37,9 @@ def test_a_dest_that_cannot_be_the_output_folder_is_one_line_and_nothing_is_writ
                                                                                      make_dest, fragment):
     dest = make_dest(tmp_path)
     before = sorted(os.listdir(tmp_path))
-    assert ingest_main([src, dest]) == 1
+    assert ingest_main([src, dest]) == 2
     err = one_error_line(capsys)
-    assert err.startswith(f"ingest failed, nothing imported: {dest}: ") and fragment in err
+    assert err.startswith(f"error: {dest}: ") and fragment in err and err.rstrip().endswith("nothing was imported")
     assert sorted(os.listdir(tmp_path)) == before
     if os.path.exists(tmp_path / "taken"):
         assert (tmp_path / "taken").read_text() == "mine\n"  # the file is left as it was
@@ -57,14 +57,14 @@ def test_a_config_file_that_is_not_yaml_text_is_one_line_naming_it(src, tmp_path
         ingest_main(["--config", str(config), src, str(tmp_path / "dest")])
     assert exit_info.value.code == 2
     err = one_error_line(capsys)
-    assert err.startswith(f"config error: {config}: ") and fragment in err
+    assert err.startswith(f"error: {config}: ") and fragment in err
     assert not (tmp_path / "dest").exists()
 
 
 def test_a_source_path_with_an_equals_sign_is_the_source_not_an_override(tmp_path, capsys):
     src = tmp_path / "data" / "src=v1"
     src.mkdir(parents=True)  # an empty folder: the ingest stops at reading it, naming it as SRC
-    assert ingest_main([str(src), str(tmp_path / "dest"), "ingest.crf=20"]) == 1
+    assert ingest_main([str(src), str(tmp_path / "dest"), "ingest.crf=20"]) == 2
     err = one_error_line(capsys)
     assert f"{src}: not a known layout" in err
 
@@ -72,5 +72,5 @@ def test_a_source_path_with_an_equals_sign_is_the_source_not_an_override(tmp_pat
 def test_a_relative_source_named_like_an_override_is_the_source_when_it_exists(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.mkdir("src=v1")
-    assert ingest_main(["src=v1", "dest"]) == 1
+    assert ingest_main(["src=v1", "dest"]) == 2
     assert f"{tmp_path / 'src=v1'}: not a known layout" in one_error_line(capsys)

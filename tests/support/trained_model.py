@@ -28,6 +28,15 @@ from stark.platform.train.step import build_optimizer, make_grad_scaler, train_s
 
 def train_tiny(workdir: Path, stage1_steps: int = 12, stage2_steps: int = 8, batch: int = 8,
                seed: int = 0) -> Path:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as tests/test_training_step.py: 2 threads on a busy 2-core machine ran 6x slower
+    try:
+        return _train_tiny(workdir, stage1_steps, stage2_steps, batch, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_tiny(workdir: Path, stage1_steps: int, stage2_steps: int, batch: int, seed: int) -> Path:
     cfg = load_config("stark_tiny", ["train.lr=0.0001", "data.samples_per_epoch=100000"])
     names = [f"GOT-10k_Train_{i:06d}" for i in range(1, 9)]
     write_got10k(str(workdir / "src"), {"train": make_sequences(names, 60, (160, 120), seed=seed + 100)})

@@ -1,0 +1,79 @@
+"""Every job runs inside one error boundary: an expected failure is one `error:` line and exit 2 (bad input)
+or 1 (a service down); anything else is a bug whose traceback goes to a log file named on the terminal."""
+from __future__ import annotations
+
+import pytest
+
+from stark.jobs.boundary import EXIT_BAD_INPUT, EXIT_FAILED, job_boundary, user_input
+from stark.platform.errors import BadInputError, ServiceError
+
+
+def job_raising(exc: BaseException):
+    @job_boundary
+    def main(argv=None, prog="stark demo") -> int:
+        raise exc
+
+    return main
+
+
+@pytest.mark.parametrize("exc, code, line", [
+    (BadInputError("data.txt:3: not a box"), EXIT_BAD_INPUT, "error: data.txt:3: not a box"),
+    (FileNotFoundError(2, "No such file or directory", "/no/such"), EXIT_BAD_INPUT,
+     "error: no such file or folder, /no/such, check the path"),
+    (ServiceError("object storage at http://x: not answering"), EXIT_FAILED,
+     "error: object storage at http://x: not answering"),
+], ids=["bad-input", "missing-file", "service-down"])
+def test_an_expected_failure_is_one_error_line_and_its_exit_code(capsys, exc, code, line):
+    assert job_raising(exc)([]) == code
+    err = capsys.readouterr().err
+    assert err.splitlines() == [line]
+
+
+def test_an_expected_failure_wrapped_by_another_exception_is_still_recognised(capsys):
+    try:
+        raise BadInputError("clip.mp4: not a readable video")
+    except BadInputError as cause:
+        wrapped = RuntimeError("worker died")
+        wrapped.__cause__ = cause
+    assert job_raising(wrapped)([]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == "error: clip.mp4: not a readable video"
+
+
+def test_a_bug_writes_its_traceback_to_a_log_file_and_names_it_in_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("STARK_LOG_DIR", str(tmp_path))
+    assert job_raising(ZeroDivisionError("division by zero"))(["--x", "1"]) == EXIT_FAILED
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unexpected ZeroDivisionError: division by zero, in stark demo")
+    (log,) = tmp_path.iterdir()
+    assert str(log) in err[0]
+    text = log.read_text()
+    assert text.startswith("stark demo --x 1") and "Traceback (most recent call last)" in text
+
+
+def test_a_plain_value_error_is_bad_input_only_where_the_job_reads_its_inputs(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("STARK_LOG_DIR", str(tmp_path))
+
+    @job_boundary
+    def main(argv=None, prog="stark demo") -> int:
+        with user_input():
+            raise ValueError("model.pt: no such file")
+
+    assert main([]) == EXIT_BAD_INPUT and capsys.readouterr().err.strip() == "error: model.pt: no such file"
+    assert job_raising(ValueError("operands could not be broadcast"))([]) == EXIT_FAILED  # a bug, outside
+    assert "the traceback is in" in capsys.readouterr().err
+
+
+def test_argparse_exits_and_keyboard_interrupts_are_not_turned_into_errors(capsys):
+    with pytest.raises(SystemExit):
+        job_raising(SystemExit(2))([])
+    assert job_raising(KeyboardInterrupt())([]) == 130
+
+
+def test_every_job_main_runs_inside_the_boundary():
+    import importlib
+
+    from stark.jobs.cli import COMMANDS
+
+    for module, _ in COMMANDS.values():
+        main = importlib.import_module(module).main
+        assert getattr(main, "__wrapped__", None) is not None, f"{module}.main is not wrapped by @job_boundary"
