@@ -20,11 +20,8 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
     from stark.platform.registry.versions import register_checkpoint, version_tags
     from stark.platform.mlflow_runs import resolve_tracking_uri
 
-    tracking_uri = resolve_tracking_uri(cfg.mlflow)
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)  # MLflow model URIs given as --checkpoint resolve there
-    loaded = load_model(checkpoint, cfg.model, cfg.storage)
+    tracking_uri = resolve_tracking_uri(cfg.mlflow, cfg.home)
+    loaded = load_model(checkpoint, cfg.model, cfg.storage, tracking_uri)  # an MLflow URI resolves there
     # an official file becomes a platform checkpoint here; it keeps what it stands for (crop_rule official)
     content = loaded.checkpoint or make_checkpoint(loaded.model, {"model": dataclasses.asdict(loaded.model_cfg)},
                                                    tracker=loaded.tracker, source=checkpoint)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
 from stark.jobs.boundary import job_boundary
 
 DEFAULT_MODEL = "models:/stark@champion"
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
+    tracking_uri = job_tracking_uri(cfg)
     from stark.platform.track.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
     from stark.platform.ingest.clips import ClipEncoder, EncodeSettings
     from stark.platform.precision import AMP_DTYPES
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
         if first is None:
             raise ValueError(f"{video}: no frames")
         check_box_in_frame(box, first.shape[1], first.shape[0])
-        loaded = load_model(args.model, cfg.model, cfg.storage)
+        loaded = load_model(args.model, cfg.model, cfg.storage, tracking_uri)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

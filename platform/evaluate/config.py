@@ -15,7 +15,9 @@ class EvalConfig:
     device: str = "cpu"  # "cuda" on GPU workers
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = True  # NHWC activations: faster oneDNN convolutions on CPU, and on GPU under AMP
-    output: str = "stark-runs/eval"  # local folder for result files, tables and plots
+    # local folder for result files, tables and plots; each model and data set gets its own
+    # <output>/<model>/<data> inside it (`stark evaluate --out DIR` writes into DIR itself). None: <home>/eval
+    output: str | None = None
     max_sequences: int | None = None  # evaluate only the first N sequences (quick checks)
     absent_as_failure: bool | None = None  # None = the benchmark's convention
 

@@ -62,16 +62,32 @@ def write_result_files(benchmark: str, results: dict[str, TrackResult], root: Pa
 def score_results(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
                   absent_as_failure: bool | None = None) -> M.BenchmarkMetrics | None:
     """Metrics over the sequences that carry ground truth; None if none does (test splits)."""
+    return _score(benchmark, {name: (r.boxes, r.seconds) for name, r in results.items()}, sequences,
+                  absent_as_failure)
+
+
+STATIC_BOX = "static box (first frame)"  # the baseline every plot draws: the first frame's box on every frame
+
+
+def static_box_metrics(benchmark: str, sequences: list[EvalSequence], absent_as_failure: bool | None = None
+                       ) -> M.BenchmarkMetrics | None:
+    """What a tracker that never moves scores: the first frame's box on every frame (no times, no fps)."""
+    boxes = {s.name: (np.repeat(np.asarray(s.init_box, dtype=np.float64)[None], s.num_frames, axis=0), None)
+             for s in sequences}
+    return _score(benchmark, boxes, sequences, absent_as_failure)
+
+
+def _score(benchmark: str, boxes_and_times: dict, sequences: list[EvalSequence],
+           absent_as_failure: bool | None) -> M.BenchmarkMetrics | None:
     protocol = dict(PROTOCOLS[benchmark])
     if absent_as_failure is not None:
         protocol["absent_as_failure"] = absent_as_failure
     per_sequence, attributes = {}, {}
     for seq in sequences:
-        if not seq.has_groundtruth or seq.name not in results:
+        if not seq.has_groundtruth or seq.name not in boxes_and_times:
             continue
-        result = results[seq.name]
-        per_sequence[seq.name] = M.sequence_metrics(result.boxes, seq.boxes_xywh, seq.visible,
-                                                    times_s=result.seconds, **protocol)
+        boxes, times = boxes_and_times[seq.name]
+        per_sequence[seq.name] = M.sequence_metrics(boxes, seq.boxes_xywh, seq.visible, times_s=times, **protocol)
         if seq.attributes:
             attributes[seq.name] = seq.attributes
     if not per_sequence:
@@ -131,7 +147,8 @@ def write_report(benchmark: str, results: dict[str, TrackResult], sequences: lis
     auc = M.roc_auc(auc_scores, auc_labels) if len(auc_scores) else None
     if metrics is not None:
         files.update({f"table_{k}": v for k, v in R.write_metric_tables(metrics, out_dir).items()})
-        files.update({f"plot_{k}": v for k, v in plot_benchmark({label: metrics}, out_dir,
+        static = static_box_metrics(benchmark, [s for s in sequences if s.name in results], absent_as_failure)
+        files.update({f"plot_{k}": v for k, v in plot_benchmark({label: metrics, STATIC_BOX: static}, out_dir,
                                                                  benchmark=benchmark).items()})
     summary = {"benchmark": benchmark, "sequences": len(results), "frames": int(sum(frames.values())),
                "scores": scores}

@@ -166,8 +166,13 @@ class TrackingWorker:
         self.storage_cfg = storage_cfg
 
     def track(self, sequences: list[EvalSequence]) -> list[tuple[str, TrackResult]]:
+        return list(self.track_each(sequences))
+
+    def track_each(self, sequences: list[EvalSequence]) -> Iterator[tuple[str, TrackResult]]:
+        """(name, result) as each sequence finishes; a Ray actor streams them (num_returns="streaming")."""
         inputs = [(read_sequence_frames(s.frames, self.storage_cfg), s.init_box) for s in sequences]
-        return [(sequences[i].name, _to_cpu(result)) for i, result in track_many(self.tracker, inputs, self.batch_size)]
+        for i, result in track_many(self.tracker, inputs, self.batch_size):
+            yield sequences[i].name, _to_cpu(result)
 
 
 def _to_cpu(result: TrackResult) -> TrackResult:
@@ -204,11 +209,10 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     if eval_cfg.num_workers == 0:
         worker = TrackingWorker(packed_model, settings, eval_cfg, storage_cfg)
         # one chunk: the whole list, so sequences join the batch as others finish
-        collect(worker.track(sequences))
+        collect(worker.track_each(sequences))
         return results
 
     import ray
-    from ray.util import ActorPool
 
 
     init_ray()
@@ -218,12 +222,27 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     threads = max(1, int(eval_cfg.cpus_per_worker))
     actors = [actor_cls.remote(model_ref, settings, eval_cfg, storage_cfg, threads)
               for _ in range(eval_cfg.num_workers)]
-    pool = ActorPool(actors)
-    chunks = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
-    for pairs in pool.map_unordered(lambda actor, c: actor.track.remote(c), chunks):
-        collect(pairs)
+    queue = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
+    streams: dict = {}  # a chunk's stream of (name, result), as the actor finishes each -> the actor
+
+    def give(actor) -> None:
+        if queue:
+            streams[actor.track_each.options(num_returns="streaming").remote(queue.pop(0))] = actor
+
     for actor in actors:
-        ray.kill(actor)
+        give(actor)
+    try:
+        while streams:
+            (stream,), _ = ray.wait(list(streams), num_returns=1)
+            try:
+                ref = next(stream)
+            except StopIteration:  # the chunk is done: the actor takes the next one
+                give(streams.pop(stream))
+                continue
+            collect([ray.get(ref)])
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     return results
 
 
