@@ -121,9 +121,10 @@ def version_tags(content: dict, eval_scores: dict[str, float] | None = None, ben
 
 
 def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking_uri: str,
-                        tags: dict[str, str], description: str = ""):
-    """Log the pyfunc model (weights as a checkpoint artifact) in a registry run and create a version
-    with its tags in one call. Returns the ModelVersion."""
+                        tags: dict[str, str], description: str = "", onnx_folder: str | None = None):
+    """Log the pyfunc model (weights as a checkpoint artifact; with `onnx_folder`, a `stark export` folder
+    as the artifact `onnx`) in a registry run and create a version with its tags in one call.
+    Returns the ModelVersion."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -145,8 +146,11 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         mlflow.set_experiment(REGISTRY_EXPERIMENT)
         with mlflow.start_run(run_name=f"register-{name}"):
             mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})
+            artifacts = {"checkpoint": local}
+            if onnx_folder is not None:  # the graphs travel with the version: served without PyTorch
+                artifacts["onnx"] = shutil.copytree(onnx_folder, os.path.join(staging, "onnx"))
             info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE,
-                                           artifacts={"checkpoint": local}, signature=signature,
+                                           artifacts=artifacts, signature=signature,
                                            pip_requirements=["stark-platform", "torch", "mlflow", "pandas"])
             return mlflow.register_model(info.model_uri, name, tags=tags)
     finally:
