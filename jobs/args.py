@@ -11,6 +11,11 @@ class JobArgumentParser(argparse.ArgumentParser):
     """Options and key.sub=value overrides may come in any order (`--no-mlflow` after an override)."""
 
     def parse_args(self, args=None, namespace=None):
+        # overrides take the positionals left after the job's own (VIDEO; SRC DEST), which a job adds after
+        # job_parser added the overrides: without this, `stark track VIDEO a.b=1` read VIDEO as an override
+        for action in [a for a in self._actions if a.dest == "overrides"]:
+            self._actions.remove(action)
+            self._actions.append(action)
         return self.parse_intermixed_args(args, namespace)
 
 

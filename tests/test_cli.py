@@ -27,3 +27,13 @@ def test_model_summary_prints_parameters_per_part_and_flops():
 def test_a_bad_override_fails_before_work_with_the_key():
     result = stark("model-summary", "--config", "stark_tiny", "model.transformer.bogus=1")
     assert result.returncode == 2 and "model.transformer.bogus" in result.stderr
+
+
+def test_overrides_follow_a_jobs_own_positional_arguments():
+    from stark.jobs.args import job_parser
+
+    parser = job_parser("stark ingest", "", default_config="stark_tiny")
+    parser.add_argument("src")
+    parser.add_argument("dest")
+    args = parser.parse_args(["in", "out", "ingest.crf=20", "--config", "stark_tiny", "data.max_gap=5"])
+    assert (args.src, args.dest, args.overrides) == ("in", "out", ["ingest.crf=20", "data.max_gap=5"])
