@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, args.overrides)
     fps = float(frames.reader.get_avg_fps()) if isinstance(frames, VideoFrames) else 30.0
     total = len(frames)
+    engine = args.engine or cfg.evaluate.engine
     print(f"tracking {video} ({total} frames, {first.shape[1]}x{first.shape[0]}) with {loaded.kind} model "
           f"{args.model}, STARK-{loaded.model_cfg.variant}, update_interval={settings.update_interval}, "
           f"score_threshold={settings.score_threshold}, present_threshold={settings.present_threshold}, "
-          f"engine {args.engine or cfg.evaluate.engine}", flush=True)
+          f"engine {engine}", flush=True)
 
-    engine = args.engine or cfg.evaluate.engine
     if engine == "onnx":
         from stark.platform.track.export import exported_for
         from stark.platform.track.onnx_tracker import OnnxTracker

@@ -188,3 +188,26 @@ def test_the_full_size_presets_export_with_the_inference_copys_outputs(preset, t
     np.testing.assert_allclose(boxes, want_boxes, atol=1e-4, rtol=0)
     if want_scores is not None:
         np.testing.assert_allclose(scores, want_scores, atol=1e-4, rtol=0)
+
+
+def test_stark_track_with_engine_onnx_writes_the_torch_engines_boxes(tmp_path):
+    import csv
+
+    from stark.jobs.track import main as track_main
+    from stark.platform.ingest.synthetic import encode_video_file
+
+    seq = make_sequences(["video"], 10, (160, 120), seed=8)[0]
+    encode_video_file(str(tmp_path / "video.mp4"), seq.frames, 25.0)
+    model, _ = seeded_model("stark_tiny", seed=5)
+    save_checkpoint(str(tmp_path / "tiny.pt"), make_checkpoint(model, to_dict(load_config("stark_tiny"))))
+    rows = {}
+    for engine in ("torch", "onnx"):
+        assert track_main([str(tmp_path / "video.mp4"), "--box", ",".join(f"{v:g}" for v in seq.boxes_xywh[0]),
+                           "--model", str(tmp_path / "tiny.pt"), "--config", "stark_tiny", "--engine", engine,
+                           "--out", str(tmp_path / engine), "tracker.update_interval=3",
+                           "tracker.score_threshold=0.0"]) == 0
+        with open(tmp_path / engine / "boxes.csv") as f:
+            rows[engine] = list(csv.DictReader(f))
+    boxes = {e: np.array([[float(r[k]) for k in "xywh"] for r in rows[e]]) for e in rows}
+    np.testing.assert_allclose(boxes["onnx"], boxes["torch"], atol=0.011)  # the CSV holds 2 decimals
+    assert [r["present"] for r in rows["onnx"]] == [r["present"] for r in rows["torch"]]
