@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
     print(f"evaluating {loaded.kind} model {args.model} (STARK-{loaded.model_cfg.variant}) on {len(sequences)} "
           f"{benchmark} sequence(s), {total_frames} frames; update_interval={settings.update_interval}, "
           f"score_threshold={settings.score_threshold}; {cfg.evaluate.num_workers or 'no'} Ray worker(s), "
-          f"batch {cfg.evaluate.batch_size}", flush=True)
+          f"batch {cfg.evaluate.batch_size}, engine {cfg.evaluate.engine}", flush=True)
 
     start = time.perf_counter()
     done = {"sequences": 0, "frames": 0}
@@ -82,7 +82,15 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print(f"[{done['sequences']}/{len(sequences)}] {seq.name}: {len(result.boxes)} frames | "
               f"{done['frames']}/{total_frames} frames in {elapsed:.0f}s, {rate:.1f} frames/s | {eta}", flush=True)
 
-    results = track_model(loaded, settings, sequences, cfg.evaluate, cfg.storage, on_result=progress)
+    exported = None
+    if cfg.evaluate.engine == "onnx" and loaded.artifacts is not None:  # a registered version's own graphs
+        from stark.platform.track.export import find_exported, read_exported
+
+        if (graphs := find_exported(loaded.artifacts)) is not None:
+            exported = read_exported(graphs)
+            print(f"ONNX graphs of the registered version: {graphs}", flush=True)
+    results = track_model(loaded, settings, sequences, cfg.evaluate, cfg.storage, on_result=progress,
+                          exported=exported)
     wall = time.perf_counter() - start
 
     run_id = None
@@ -111,6 +119,11 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         print(f"  score_auc={report.score_auc:.4f} (ROC AUC of sigmoid(score) for IoU > 0.5 over scored frames)"
               if report.score_auc == report.score_auc else
               "  score_auc=n/a (every scored frame is on the same side of IoU 0.5)")
+    if report.absence is not None:
+        a = report.absence
+        print(f"  absent: precision={a['precision']:.4f} recall={a['recall']:.4f} over {a['frames']} scored frames "
+              f"({a['absent']} absent, {a['predicted_absent']} called absent at score < "
+              f"{settings.present_threshold})")
     for role, path in report.files.items():
         print(f"  {role:<22} {path}")
     if run_id:

@@ -46,10 +46,21 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
 
         with open(checkpoint, "rb") as f:
             tags["stark.checkpoint_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    from stark.platform.track.config import resolve_tracker_settings
+    from stark.platform.track.export import export_tracker
+
     with tempfile.TemporaryDirectory() as folder:
         local = os.path.join(folder, "checkpoint.pt")
         save_checkpoint(local, content)
-        return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description)
+        # the version carries its ONNX graphs (`stark export`), with the settings stored with the weights
+        log("exporting the ONNX graphs the version carries")
+        exported = export_tracker(loaded.model, loaded.model_cfg,
+                                  resolve_tracker_settings(cfg.tracker, loaded.tracker, []),
+                                  os.path.join(folder, "onnx"), source=checkpoint)
+        for graph_name, graph in exported.manifest["graphs"].items():
+            tags[f"stark.onnx.{graph_name}_sha256"] = graph["sha256"]
+        return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description,
+                                   onnx_folder=str(exported.folder))
 
 
 @job_boundary

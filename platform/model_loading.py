@@ -34,6 +34,7 @@ class LoadedModel:
     source: str  # what the user gave
     kind: str  # "platform", "official" or "mlflow"
     checkpoint: dict | None = None  # the platform checkpoint content, when there is one
+    artifacts: Path | None = None  # MLflow: the downloaded model folder (a registered version's ONNX graphs too)
 
 
 def load_model(spec: str, base_cfg: ModelConfig | None = None,
@@ -171,5 +172,6 @@ def _load_from_mlflow(spec: str, base_cfg, tracking_uri: str) -> LoadedModel:
     found = sorted(local.rglob(CHECKPOINT_FILE)) if local.is_dir() else [local]
     if not found:
         raise ValueError(f"model {spec!r}: the MLflow model holds no {CHECKPOINT_FILE}")
-    return from_content(read_local_model_file(str(found[0])), spec, base_cfg, kind="mlflow")
+    loaded = from_content(read_local_model_file(str(found[0])), spec, base_cfg, kind="mlflow")
+    return dataclasses.replace(loaded, artifacts=local if local.is_dir() else local.parent)
 

@@ -94,9 +94,10 @@ def version_tags(content: dict, eval_scores: dict[str, float] | None = None, ben
 
 
 def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking_uri: str,
-                        tags: dict[str, str], description: str = ""):
-    """Save the pyfunc model (weights as a checkpoint artifact) into a registry run and create a version
-    with its tags and description in one call. Returns the ModelVersion.
+                        tags: dict[str, str], description: str = "", onnx_folder: str | None = None):
+    """Save the pyfunc model (weights as a checkpoint artifact; with `onnx_folder`, a `stark export` folder
+    as the artifact `onnx`) into a registry run and create a version with its tags and description in one
+    call. Returns the ModelVersion.
 
     Through the client and the run's id alone: the model is saved to a local folder, uploaded as the
     run's `model` artifacts and registered from there, so no active run or process-wide URI is involved."""
@@ -116,8 +117,11 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         # the artifact keeps its file name inside the model: a fixed one that loaders look for
         local = os.path.join(staging, "checkpoint.pt")
         shutil.copyfile(checkpoint_path, local)
+        artifacts = {"checkpoint": local}
+        if onnx_folder is not None:  # the graphs travel with the version: served without PyTorch
+            artifacts["onnx"] = shutil.copytree(onnx_folder, os.path.join(staging, "onnx"))
         model_dir = os.path.join(staging, "model")
-        mlflow.pyfunc.save_model(model_dir, python_model=MODEL_CODE, artifacts={"checkpoint": local},
+        mlflow.pyfunc.save_model(model_dir, python_model=MODEL_CODE, artifacts=artifacts,
                                  signature=signature, pip_requirements=["stark-platform", "torch", "mlflow", "pandas"])
         client = mlflow_client(tracking_uri)
         run_tags = {k: v for k, v in tags.items() if len(v) < 5000}
