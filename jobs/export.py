@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 import time
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
+from stark.jobs.boundary import job_boundary
 
 
+@job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark export") -> int:
     parser = job_parser(prog, "Export a model to ONNX: a `template` graph (crop -> template tokens) and a "
                               "`track` graph (template tokens + search crop -> box, score), dynamic batch, "
@@ -21,10 +23,9 @@ def main(argv: list[str] | None = None, prog: str = "stark export") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
+    tracking_uri = job_tracking_uri(cfg)
     from stark.model.onnx_graphs import DEFAULT_OPSET
     from stark.platform.model_loading import load_model
-    from stark.platform.track.config import resolve_tracker_settings
     from stark.platform.track.export import MANIFEST_FILE, export_tracker
     from stark.platform.track.onnx_tracker import OnnxTracker, graph_differences
 
@@ -34,11 +35,11 @@ def main(argv: list[str] | None = None, prog: str = "stark export") -> int:
               file=sys.stderr)
         return 2
     try:
-        loaded = load_model(args.model, cfg.model, cfg.storage)
+        loaded = load_model(args.model, cfg.model, cfg.storage, tracking_uri)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = resolve_tracker_settings(cfg.tracker, loaded.tracker, args.overrides)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
     precision = "fp16" if args.fp16 else "fp32"
     print(f"exporting {loaded.kind} model {args.model} (STARK-{loaded.model_cfg.variant}, "
           f"{loaded.model_cfg.backbone.name}) to ONNX opset {opset}, {precision}, into {args.out}", flush=True)

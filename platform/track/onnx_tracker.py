@@ -53,7 +53,7 @@ class OnnxTracker(StarkTracker):
         self.has_score = len(self.track_session.get_outputs()) > 1
         self.exported = exported
         self.cfg = exported.model_cfg
-        self.settings = settings
+        self._settings = settings
         self.device = torch.device("cpu")  # where tokens live between calls
         self.memory_format = torch.contiguous_format
         self.amp_dtype = None

@@ -11,8 +11,6 @@ from stark.platform.track.export import find_exported, read_exported
 
 
 def test_a_registered_version_carries_verified_onnx_graphs_of_its_weights(tmp_path, monkeypatch):
-    import mlflow
-
     from stark.jobs.register import register
 
     monkeypatch.chdir(tmp_path)
@@ -23,8 +21,7 @@ def test_a_registered_version_carries_verified_onnx_graphs_of_its_weights(tmp_pa
     save_checkpoint(str(checkpoint), make_checkpoint(build_stark(cfg.model), to_dict(cfg),
                                                      tracker={"update_interval": 9}))
     version = register(cfg, str(checkpoint), log=lambda *_: None)
-    mlflow.set_tracking_uri(uri)
-    loaded = load_model(f"models:/{cfg.registry.model_name}/{version.version}")
+    loaded = load_model(f"models:/{cfg.registry.model_name}/{version.version}", tracking_uri=uri)
     exported = read_exported(find_exported(loaded.artifacts))  # raises if a graph does not match its sha256
     assert exported.tracker["update_interval"] == 9
     assert version.tags["stark.onnx.track_sha256"] == exported.manifest["graphs"]["track"]["sha256"]
