@@ -2,15 +2,20 @@
 
     python benchmarks/model_latency.py                 # S50 and ST50, all modes, 20 runs each
     python benchmarks/model_latency.py --runs 5 --presets stark_tiny --no-compile
+    python benchmarks/model_latency.py --no-onnx        # PyTorch rows only
 
 A tracked frame = search-crop backbone + transformer over template and search tokens + heads.
 Modes: fp32 under no_grad (the baseline), inference_mode, channels_last, the tracker's inference copy
-(BatchNorm folded into the convolutions, channels_last), bf16 autocast, and torch.compile. Ratios are against fp32 measured in the same run on the same inputs.
+(BatchNorm folded into the convolutions, channels_last), bf16 autocast, torch.compile, and the `stark export`
+graphs on ONNX Runtime's CPU provider (fp32 and fp16). Ratios are against fp32 measured in the same run on the
+same inputs; "box diff" is the largest difference of a mode's boxes from fp32's, in units of the search crop.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
+import tempfile
 import time
 from contextlib import nullcontext
 
@@ -20,6 +25,9 @@ from stark.model.inference import inference_copy
 from stark.model.stark import build_stark
 from stark.model.summary import cache_templates, count_flops, example_inputs
 from stark.platform.experiment import load_config
+from stark.platform.track.config import TrackerSettings
+from stark.platform.track.export import export_tracker
+from stark.platform.track.onnx_tracker import OnnxTracker
 
 
 def time_interleaved(steps: dict, runs: int, warmup: int) -> dict[str, float]:
@@ -37,11 +45,11 @@ def time_interleaved(steps: dict, runs: int, warmup: int) -> dict[str, float]:
 
 
 def modes(model, cached, search, search_mask, compile_too: bool):
-    """name -> a zero-argument callable that tracks one frame."""
+    """name -> a zero-argument callable that tracks one frame and returns the network's output."""
     def plain(grad_ctx, autocast=None, net=model, x=search):
         def step():
             with grad_ctx(), (autocast or nullcontext()):
-                net.forward_search(cached, x, search_mask)
+                return net.forward_search(cached, x, search_mask)
         return step
 
     yield "fp32 no_grad", plain(torch.no_grad)
@@ -57,13 +65,34 @@ def modes(model, cached, search, search_mask, compile_too: bool):
 
         def step():
             with torch.no_grad():
-                compiled(cached, search, search_mask)
+                return compiled(cached, search, search_mask)
         yield "torch.compile", step
+
+
+def onnx_modes(model, cfg, template_crops, search, search_mask, folder: str, threads: int):
+    """name -> a zero-argument callable that tracks one frame through ONNX Runtime and returns its boxes."""
+    for precision in ("fp32", "fp16"):
+        exported = export_tracker(model, cfg, TrackerSettings(), f"{folder}/{precision}", fp16=precision == "fp16")
+        tracker = OnnxTracker(exported, TrackerSettings(), threads=threads)
+        tokens = [tracker._forward_templates(z, m) for z, m in template_crops]
+
+        def step(tracker=tracker, tokens=tokens):
+            return tracker._forward_search(tokens, search, search_mask)[0]
+        yield f"onnxruntime {precision}", step
 
 
 def build_clone(model):
     import copy
     return copy.deepcopy(model)
+
+
+def box_difference(boxes, reference: torch.Tensor) -> float:
+    """Largest |boxes - reference| (cxcywh, units of the search crop); NaN when a step returns nothing."""
+    if boxes is None:
+        return math.nan
+    if isinstance(boxes, dict):
+        boxes = boxes["pred_boxes"]
+    return float((torch.as_tensor(boxes).float() - reference.float()).abs().max())
 
 
 def main() -> None:
@@ -73,12 +102,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build on CPU)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.runs} runs after {args.warmup} warm-up")
-    header = f"{'preset':<12}{'mode':<22}{'ms/frame':>10}{'frames/s':>10}{'vs fp32':>9}{'GFLOP/frame':>13}{'GFLOP/s':>9}"
+    header = (f"{'preset':<12}{'mode':<22}{'ms/frame':>10}{'frames/s':>10}{'vs fp32':>9}{'GFLOP/frame':>13}"
+              f"{'GFLOP/s':>9}{'box diff':>11}")
     print(header)
     print("-" * len(header))
     for preset in args.presets:
@@ -87,12 +118,19 @@ def main() -> None:
         gflop = count_flops(model, cfg).per_frame / 1e9
         templates, template_masks, search, search_mask = example_inputs(cfg)
         cached = cache_templates(model, templates, template_masks)
-        medians = time_interleaved(dict(modes(model, cached, search, search_mask, not args.no_compile)),
-                                   args.runs, args.warmup)
+        steps = dict(modes(model, cached, search, search_mask, not args.no_compile))
+        with tempfile.TemporaryDirectory() as folder:
+            if not args.no_onnx:
+                steps.update(onnx_modes(model, cfg, list(zip(templates, template_masks)), search, search_mask,
+                                        folder, args.threads))
+            medians = time_interleaved(steps, args.runs, args.warmup)
+            with torch.no_grad():
+                reference = model.forward_search(cached, search, search_mask)["pred_boxes"]
+            diffs = {name: box_difference(step(), reference) for name, step in steps.items()}
         baseline = medians["fp32 no_grad"]
         for name, seconds in medians.items():
             print(f"{preset:<12}{name:<22}{seconds * 1e3:>10.1f}{1 / seconds:>10.2f}{baseline / seconds:>8.2f}x"
-                  f"{gflop:>13.2f}{gflop / seconds:>9.1f}", flush=True)
+                  f"{gflop:>13.2f}{gflop / seconds:>9.1f}{diffs[name]:>11.1e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from stark.platform.crop import crop_around_box
 from stark.platform.evaluate import metrics as M
 from stark.platform.image_norm import normalize_crops
 from stark.platform.experiment import load_config
+from stark.platform.mlflow_runs import resolve_tracking_uri
 from stark.platform.evaluate.report import score_auc
 from stark.platform.evaluate.runner import load_sequences, read_sequence_frames, track_model
 from stark.platform.evaluate.config import EvalConfig
@@ -110,7 +111,7 @@ def main() -> None:
              f"{0:>10.3f}{'-':>13}{static_extra['iou0']:>7.2f}{'-':>10}{static_video:>9.0%}{'-':>7}"]
     size_rows = []
     for spec in args.models:
-        loaded = load_model(spec, cfg.model)
+        loaded = load_model(spec, cfg.model, tracking_uri=resolve_tracking_uri(cfg.mlflow, cfg.home))
         settings = cfg.tracker_choice.for_model(loaded.tracker)
         tick = time.perf_counter()
         results = track_model(loaded, settings, sequences, EvalConfig(num_workers=0, batch_size=6))

@@ -20,6 +20,7 @@ import torch
 
 from stark.model.stark import build_stark
 from stark.platform.experiment import load_config
+from stark.platform.mlflow_runs import MlflowConfig, resolve_tracking_uri
 from stark.platform.evaluate.runner import load_sequences, pack_model, track_sequences
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
@@ -49,7 +50,7 @@ def main() -> None:
     if args.model:
         from stark.platform.model_loading import load_model
 
-        loaded = load_model(args.model)
+        loaded = load_model(args.model, tracking_uri=resolve_tracking_uri(MlflowConfig()))
         packed = pack_model(loaded.model, loaded.model_cfg)
         settings = TrackerChoice().for_model(loaded.tracker)  # what trials keep but for the searched pair
     else:

@@ -52,6 +52,10 @@ def job_parser(prog: str, description: str, default_config: str | None = None) -
     parser.add_argument("--config", default=default_config,
                         help=f"YAML file or preset name (default: {default_config})")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray's and MLflow's own progress bars and logs on the terminal too (default: in "
+                             "the job's log file, <home>/logs/<command>.log)")
+    parser.set_defaults(command=prog.split()[-1])
     return parser
 
 
@@ -67,35 +71,39 @@ def add_model_data_args(parser: argparse.ArgumentParser, model_help: str, data_h
 def config_from_args(args: argparse.Namespace):
     """Load and validate the config, or exit 2 with the error (file, key) before any work starts."""
     try:
-        return load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    if not getattr(args, "verbose", True):
+        from pathlib import Path
+
+        from stark.platform.console import route_library_output
+
+        route_library_output(Path(cfg.home) / "logs" / f"{args.command}.log")
+    return cfg
 
 
-def load_model_and_sequences(args: argparse.Namespace, cfg):
+def load_model_and_sequences(args: argparse.Namespace, cfg, tracking_uri: str):
     """--model and --data (with --split) of a job that tracks a data set: (LoadedModel, sequences), or None
-    after one 'error:' line (the job then exits 2). Call it after use_tracking_uri: models:/ URIs resolve there."""
+    after one 'error:' line (the job then exits 2). models:/ URIs resolve in `tracking_uri`."""
     from stark.platform.evaluate.runner import load_sequences
     from stark.platform.model_loading import load_model
 
     try:
-        return load_model(args.model, cfg.model, cfg.storage), load_sequences(args.data, cfg.storage, args.split)
+        return (load_model(args.model, cfg.model, cfg.storage, tracking_uri),
+                load_sequences(args.data, cfg.storage, args.split))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
 
 
-def use_tracking_uri(cfg) -> str:
-    """Point this process's MLflow at the configured tracking URI (config, then $MLFLOW_TRACKING_URI,
-    then the embedded sqlite file) and return it; model URIs like models:/stark@champion resolve there."""
-    import mlflow
-
+def job_tracking_uri(cfg) -> str:
+    """The tracking URI a job passes to everything it does with MLflow (config, then $MLFLOW_TRACKING_URI,
+    then the sqlite store in the home); MLflow's process-wide URI is never set."""
     from stark.platform.mlflow_runs import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(cfg.mlflow)
-    mlflow.set_tracking_uri(uri)
-    return uri
+    return resolve_tracking_uri(cfg.mlflow, cfg.home)
 
 
 def registry_tracking_uri(cfg) -> str:
@@ -105,7 +113,7 @@ def registry_tracking_uri(cfg) -> str:
     from stark.platform.mlflow_runs import resolve_tracking_uri
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    return resolve_tracking_uri(cfg.mlflow)
+    return resolve_tracking_uri(cfg.mlflow, cfg.home)
 
 
 def run_registry_call(call, tracking_uri: str):

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("stark.jobs.submit", "submit any stark job to a Ray cluster (--address http://HEAD:8265 -- stark ...)"),
     "tune": ("stark.jobs.tune", "search update_interval and score_threshold with Ray Tune"),
     "track": ("stark.jobs.track", "track one object through a video: boxes CSV + annotated video"),
+    "export": ("stark.jobs.export", "export a model to ONNX (template and track graphs + a JSON) for ONNX Runtime"),
     "register": ("stark.jobs.register", "register a model version in MLflow with its settings and metrics"),
     "promote": ("stark.jobs.promote", "move the champion alias only when the candidate wins"),
     "rollback": ("stark.jobs.rollback", "move the champion alias back to the previous champion"),

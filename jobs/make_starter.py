@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_s
 
     from stark.platform.checkpoint import make_checkpoint
     from stark.platform.experiment import to_dict
+    from stark.platform.mlflow_runs import resolve_tracking_uri
     from stark.platform.model_loading import load_model
     from stark.platform.starter import starter_folder
     from stark.platform.train.run_layout import RunPaths
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_s
     tmp.replace(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
-    client = MlflowClient(tracking_uri=effective.mlflow.tracking_uri)
+    tracking_uri = resolve_tracking_uri(effective.mlflow, effective.home)
+    client = MlflowClient(tracking_uri=tracking_uri)
     runs = [r for e in client.search_experiments() for r in
             client.search_runs([e.experiment_id], filter_string=f"tags.`stark.checkpoint` = '{final}'")]
     summary_file = work / "summary.json"
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_s
         "command": shlex.join(["python", "-m", "stark.jobs.make_starter", "--config", args.config,
                                "--name", args.name, *args.overrides]),
         "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "mlflow": {"tracking_uri": effective.mlflow.tracking_uri,
+        "mlflow": {"tracking_uri": tracking_uri,
                    "runs": {r.info.run_id: r.info.run_name for r in runs}},
         "holdout": json.loads(summary_file.read_text()).get("rows") if summary_file.exists() else None,
         "recipe": recipe,

@@ -1,7 +1,10 @@
 """`stark pipeline`: the main job. Data -> ingest -> train (both stages) -> tune -> register -> promote
 -> track, each step skipped when its output already exists, then a summary against the static-box
 baseline. Every step runs through its job's `main` with the argv the pipeline prints: the same job a user
-can run alone, on the effective config the pipeline wrote."""
+can run alone, on the effective config the pipeline wrote. Its folder and its MLflow store are in the
+platform's home (platform/home.py), so the same command finds the same run from any folder, and a run
+with every step done is a no-op that prints the stored summary again (Ray is only started for a step
+that has work to do)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,19 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser
 from stark.jobs.boundary import job_boundary
 
 
 class Pipeline:
-    def __init__(self, cfg, config_path: Path, user_manifests: bool):
+    def __init__(self, cfg, config_path: Path, user_manifests: bool, verbose: bool = False):
         from stark.platform.mlflow_runs import resolve_tracking_uri
 
         self.cfg, self.p = cfg, cfg.pipeline
         self.work = Path(self.p.workdir).resolve()
         self.config_path = config_path
         self.user_manifests = user_manifests  # data.manifests came from the user (not the demo's clips)
-        self.tracking_uri = resolve_tracking_uri(cfg.mlflow)
+        self.verbose = verbose  # passed on to every step's job
+        self.tracking_uri = resolve_tracking_uri(cfg.mlflow, cfg.home)
         self.started = time.monotonic()
         self.steps_total = len(self.p.steps)
         self.step_no = 0
@@ -80,10 +84,13 @@ class Pipeline:
         """The job's argv (printed as the `stark ...` line a user could run alone)."""
         argv = [*args, "--config", str(self.config_path)]
         print(f"    $ stark {subcommand} " + " ".join(shlex.quote(a) for a in argv), flush=True)
-        return argv
+        return argv + (["--verbose"] if self.verbose else [])
 
-    @staticmethod
-    def run(main, argv: list[str], what: str) -> None:
+    def run(self, main, argv: list[str], what: str) -> None:
+        from stark.platform.ray_runtime import init_ray, training_cpu_slots
+
+        # one Ray for every step that has work, with room for the training stream; none on a no-op re-run
+        init_ray(min_cpus=training_cpu_slots(self.cfg))
         code = main(argv)
         if code != 0:
             raise RuntimeError(f"{what} failed (exit {code}); fix it and re-run: finished steps are kept")
@@ -135,7 +142,13 @@ class Pipeline:
     def step_train(self) -> None:
         from stark.jobs.train import main as train_main
 
+        from stark.platform import storage
+
         self.begin("train", f"stages {self.cfg.train.stages} on Ray Train")
+        finals = [self.final_checkpoint(stage) for stage in self.cfg.train.stages]
+        if all(storage.exists(final, self.cfg.storage) for final in finals):
+            print(f"    every stage has its final checkpoint ({finals[-1]}): skipped")
+            return
         self.run(train_main, self.command("train"), "train")  # resumes; finished stages are skipped
 
     def step_tune(self) -> None:
@@ -230,38 +243,50 @@ class Pipeline:
 
     def step_track(self) -> None:
         from stark.jobs.track import main as track_main
-        from stark.platform.ingest.synthetic import encode_video_file, make_sequences
+        from stark.platform.ingest.synthetic import encode_video_file
 
         out = self.work / "track"
         video, box = self.p.video, self.p.video_box
         if video is None:
             video = str(self.work / "demo_video.mp4")
-            seq = make_sequences(["demo_video"], 150, tuple(self.p.demo_size), seed=self.p.seed + 2, photos="test")[0]
-            self.demo_video = seq
-            box = [float(v) for v in seq.boxes_xywh[0]]
-            if not Path(video).exists():
-                encode_video_file(video, seq.frames, 25.0)
         model = self.served_model() or self.tuned_model()
         self.begin("track", f"{video} with {model}")
         if (out / "tracked.mp4").exists():
             print("    annotated video exists: skipped")
         else:
+            if self.p.video is None:
+                seq = self.demo_sequence()
+                box = [float(v) for v in seq.boxes_xywh[0]]
+                if not Path(video).exists():
+                    encode_video_file(video, seq.frames, 25.0)
             self.run(track_main, self.command("track", video, "--box", ",".join(f"{v:g}" for v in box),
                                               "--model", model, "--out", str(out)), "track")
         self.outputs["annotated video"] = str(out / "tracked.mp4")
         self.outputs["boxes"] = str(out / "boxes.csv")
 
+    def demo_sequence(self):
+        """The generated demo video `track` runs on (a SyntheticSequence: its boxes are known); made once."""
+        from stark.platform.ingest.synthetic import make_sequences
+
+        if self.demo_video is None:
+            self.demo_video = make_sequences(["demo_video"], 150, tuple(self.p.demo_size), seed=self.p.seed + 2,
+                                             photos="test")[0]
+        return self.demo_video
+
     # --- summary ------------------------------------------------------------------------------------
+    def model_identity(self, model: str) -> str:
+        """What the served model is, exactly: the registered version behind an alias, or a file's sha256."""
+        from stark.platform.mlflow_runs import mlflow_client
+        from stark.platform.registry.versions import resolve_version
+
+        if model.startswith("models:/"):
+            return f"{self.cfg.registry.model_name}/{resolve_version(mlflow_client(self.tracking_uri), model)}"
+        return hashlib.sha256(Path(model).read_bytes()).hexdigest() if Path(model).is_file() else model
+
     def summary(self) -> None:
         """The served model, the starter it was fine-tuned from (if any) and the static box, side by side
-        on the promotion sequences (unseen in training and, on the demo data, in tuning)."""
-        import numpy as np
-
-        from stark.platform.evaluate import metrics as M
-        from stark.platform.evaluate.report import PROTOCOLS, score_auc
-        from stark.platform.evaluate.runner import load_sequences, track_model
-        from stark.platform.model_loading import load_model
-
+        on the promotion sequences (unseen in training and, on the demo data, in tuning). Measured once per
+        served model: a re-run with the same model and data prints the stored summary.json again."""
         model = self.served_model()
         minutes = (time.monotonic() - self.started) / 60
         if model is None:
@@ -269,6 +294,29 @@ class Pipeline:
                   f"(steps run: {', '.join(self.p.steps)})")
             return
         data, split = self.promote_data
+        key = {"model": model, "identity": self.model_identity(model), "data": data, "split": split,
+               "starter": self.cfg.train.init_from}
+        stored_file = self.work / "summary.json"
+        stored = json.loads(stored_file.read_text()) if stored_file.exists() else {}
+        if stored.get("key") == key:
+            print(f"\n=== stark pipeline: nothing to do ({minutes:.1f} min); the summary of the run that "
+                  f"finished in {stored['minutes']:.1f} min:")
+            print_summary(stored)
+            return
+        summary = self.measure(model, data, split)
+        summary.update(minutes=minutes, key=key)
+        print(f"\n=== stark pipeline done in {minutes:.1f} min:")
+        print_summary(summary)
+        stored_file.write_text(json.dumps(summary, indent=2))
+
+    def measure(self, model: str, data: str, split: str | None) -> dict:
+        import numpy as np
+
+        from stark.platform.evaluate import metrics as M
+        from stark.platform.evaluate.report import PROTOCOLS, score_auc
+        from stark.platform.evaluate.runner import load_sequences, track_model
+        from stark.platform.model_loading import load_model
+
         sequences = [s for s in load_sequences(data, self.cfg.storage, split) if s.has_groundtruth]
         benchmark = self.cfg.evaluate.benchmark or sequences[0].dataset
         protocol = PROTOCOLS[benchmark]
@@ -283,36 +331,26 @@ class Pipeline:
         if self.cfg.train.init_from:
             candidates.append((f"starter alone ({self.cfg.train.init_from.split('/')[-1][:14]})", self.cfg.train.init_from))
         for label, spec in candidates:
-            loaded = load_model(spec, self.cfg.model, self.cfg.storage)
+            loaded = load_model(spec, self.cfg.model, self.cfg.storage, self.tracking_uri)
             tracker = self.cfg.tracker_choice.for_model(loaded.tracker)
             settings = settings or tracker
             results = track_model(loaded, tracker, sequences, self.cfg.evaluate, self.cfg.storage)
             rows[label] = {**scores(lambda s: results[s.name].boxes), "score_auc": score_auc(results, sequences)}
         rows["static box (first frame)"] = scores(lambda s: np.repeat(s.init_box[None], s.num_frames, axis=0))
-        keys = [k for k in rows[next(iter(rows))] if k != "fps"]
-        print(f"\n=== stark pipeline done in {minutes:.1f} min: {len(sequences)} {benchmark} sequence(s) of "
-              f"{data} ({split}), unseen in training; tracker settings update_interval={settings.update_interval}, "
-              f"score_threshold={settings.score_threshold:g}")
-        print(f"    {'':<30}" + "".join(f"{k:>10}" for k in keys))
-        for label, row in rows.items():
-            print(f"    {label:<30}" + "".join(f"{row[k]:>10.3f}" if k in row else f"{'-':>10}" for k in keys))
-        video_iou = self.demo_video_iou()
-        if video_iou is not None:
-            print(f"    demo video: IoU > 0.5 on {video_iou:.0%} of the frames where the object is visible")
         outputs = {"work folder": str(self.work), "clips + manifest": self.clips,
                    "training run": str(Path(self.final_checkpoint(1)).parent.parent),
                    "tuning report": str(self.work / "tune"), **self.outputs,
                    "model": model}
-        for key, value in outputs.items():
-            print(f"    {key:<18} {value}")
-        uri = self.tracking_uri
-        ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
-        print(f"    {'mlflow':<18} {uri}\n    browse it:         {ui}")
-        first = rows[candidates[0][0]]
-        summary = {"minutes": minutes, "model": model, "benchmark": benchmark, "data": data, "split": split,
-                   "stark": first, "static_box": rows["static box (first frame)"],
-                   "rows": rows, "demo_video_iou50": video_iou, "outputs": outputs, "tracking_uri": uri}
-        (self.work / "summary.json").write_text(json.dumps(summary, indent=2))
+        from stark.platform.console import routed_to
+
+        if routed_to() is not None:
+            outputs["log (Ray, MLflow)"] = str(routed_to())
+        return {"model": model, "benchmark": benchmark, "data": data, "split": split,
+                "sequences": len(sequences), "settings": {"update_interval": settings.update_interval,
+                                                          "score_threshold": settings.score_threshold},
+                "stark": rows[candidates[0][0]], "static_box": rows["static box (first frame)"],
+                "rows": rows, "demo_video_iou50": self.demo_video_iou(), "outputs": outputs,
+                "tracking_uri": self.tracking_uri}
 
     def demo_video_iou(self) -> float | None:
         """Share of the generated demo video's visible frames that `track` boxed at IoU > 0.5."""
@@ -322,9 +360,10 @@ class Pipeline:
 
         from stark.platform.evaluate.metrics import box_iou_xywh
 
-        seq, boxes_file = self.demo_video, self.work / "track" / "boxes.csv"
-        if seq is None or not boxes_file.exists():
+        boxes_file = self.work / "track" / "boxes.csv"
+        if self.p.video is not None or not boxes_file.exists():
             return None
+        seq = self.demo_sequence()
         with open(boxes_file) as f:
             rows = list(csv.DictReader(f))
         boxes = np.array([[float(r[k]) for k in ("x", "y", "w", "h")] for r in rows])
@@ -334,14 +373,31 @@ class Pipeline:
         return float((iou[visible] > 0.5).mean()) if visible.any() else None
 
 
+def print_summary(summary: dict) -> None:
+    """The summary table, where everything is, and how to browse MLflow (from a summary.json's content)."""
+    settings, rows = summary["settings"], summary["rows"]
+    print(f"    {summary['sequences']} {summary['benchmark']} sequence(s) of {summary['data']} ({summary['split']}), "
+          f"unseen in training; tracker settings update_interval={settings['update_interval']}, "
+          f"score_threshold={settings['score_threshold']:g}")
+    keys = [k for k in rows[next(iter(rows))] if k != "fps"]
+    print(f"    {'':<30}" + "".join(f"{k:>10}" for k in keys))
+    for label, row in rows.items():
+        print(f"    {label:<30}" + "".join(f"{row[k]:>10.3f}" if k in row else f"{'-':>10}" for k in keys))
+    if summary["demo_video_iou50"] is not None:
+        print(f"    demo video: IoU > 0.5 on {summary['demo_video_iou50']:.0%} of the frames where the object is visible")
+    for key, value in summary["outputs"].items():
+        print(f"    {key:<18} {value}")
+    uri = summary["tracking_uri"]
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}"
+    print(f"    {'mlflow':<18} {uri}\n    browse it:         {ui}")
+
+
 @job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
     parser = job_parser(prog, "The main job: data -> ingest -> train -> tune -> register -> promote -> track, "
                               "resuming where it stopped.", default_config="pipeline_demo")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
-
-    import dataclasses
 
     from stark.platform.experiment import dump_yaml, load_config
 
@@ -353,19 +409,12 @@ def main(argv: list[str] | None = None, prog: str = "stark pipeline") -> int:
         cfg.data.manifests = [str(work / "clips")]
     cfg.train.storage_path = cfg.train.storage_path if "://" in cfg.train.storage_path else str(work / "runs")
     cfg.tune.storage_path = cfg.tune.storage_path if "://" in cfg.tune.storage_path else str(work / "tune-trials")
-    if cfg.mlflow.tracking_uri is None and "MLFLOW_TRACKING_URI" not in __import__("os").environ:
-        cfg.mlflow = dataclasses.replace(cfg.mlflow, tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     config_path = work / "pipeline-config.yaml"
     config_path.write_text(dump_yaml(cfg))
     # read back: the pipeline's own summary sees the config exactly as the steps' jobs do (its command-line
     # keys are now the file's, so settings stored with a model win over them in every step alike)
     cfg = load_config(str(config_path))
-    # models:/ URIs (the champion in the summary, steps skipped on a re-run) resolve in this store
-    use_tracking_uri(cfg)
-    from stark.platform.ray_runtime import init_ray, training_cpu_slots
-
-    init_ray(min_cpus=training_cpu_slots(cfg))  # one Ray for every step, with room for the training stream
-    pipeline = Pipeline(cfg, config_path, user_manifests)
+    pipeline = Pipeline(cfg, config_path, user_manifests, verbose=args.verbose)
     print(f"stark pipeline: {cfg.name} in {work}; steps {', '.join(cfg.pipeline.steps)}; "
           f"mlflow {pipeline.tracking_uri}", flush=True)
     try:

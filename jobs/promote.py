@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser, registry_tracking_uri, run_registry_call
 from stark.jobs.boundary import job_boundary
 
 
@@ -19,7 +19,6 @@ def main(argv: list[str] | None = None, prog: str = "stark promote") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
     from stark.platform.evaluate.runner import load_sequences
     from stark.platform.registry.promotion import promote
 

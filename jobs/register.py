@@ -20,14 +20,12 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
     from stark.platform.registry.versions import register_checkpoint, version_tags
     from stark.platform.mlflow_runs import resolve_tracking_uri
 
-    tracking_uri = resolve_tracking_uri(cfg.mlflow)
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)  # MLflow model URIs given as --checkpoint resolve there
-    loaded = load_model(checkpoint, cfg.model, cfg.storage)
+    tracking_uri = resolve_tracking_uri(cfg.mlflow, cfg.home)
+    loaded = load_model(checkpoint, cfg.model, cfg.storage, tracking_uri)  # an MLflow URI resolves there
     # an official file becomes a platform checkpoint here; it keeps what it stands for (crop_rule official)
     content = loaded.checkpoint or make_checkpoint(loaded.model, {"model": dataclasses.asdict(loaded.model_cfg)},
                                                    tracker=loaded.tracker, source=checkpoint)
+    settings = cfg.tracker_choice.for_model(loaded.tracker)
     scores, benchmark, hash_ = None, None, None
     if eval_data:
         from stark.platform.evaluate.report import score_results
@@ -36,7 +34,6 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
 
         sequences = load_sequences(eval_data, cfg.storage, split)
         benchmark = cfg.evaluate.benchmark or sequences[0].dataset
-        settings = cfg.tracker_choice.for_model(loaded.tracker)
         log(f"evaluating on {len(sequences)} {benchmark} sequence(s) before registering")
         results = track_model(loaded, settings, sequences, cfg.evaluate, cfg.storage)
         metrics = score_results(benchmark, results, sequences, cfg.evaluate.absent_as_failure)
@@ -49,10 +46,19 @@ def register(cfg, checkpoint: str, eval_data: str | None = None, split: str | No
 
         with open(checkpoint, "rb") as f:
             tags["stark.checkpoint_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    from stark.platform.track.export import export_tracker
+
     with tempfile.TemporaryDirectory() as folder:
         local = os.path.join(folder, "checkpoint.pt")
         save_checkpoint(local, content)
-        return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description)
+        # the version carries its ONNX graphs (`stark export`), with the settings stored with the weights
+        log("exporting the ONNX graphs the version carries")
+        exported = export_tracker(loaded.model, loaded.model_cfg, settings, os.path.join(folder, "onnx"),
+                                  source=checkpoint)
+        for graph_name, graph in exported.manifest["graphs"].items():
+            tags[f"stark.onnx.{graph_name}_sha256"] = graph["sha256"]
+        return register_checkpoint(local, content, cfg.registry.model_name, tracking_uri, tags, description,
+                                   onnx_folder=str(exported.folder))
 
 
 @job_boundary

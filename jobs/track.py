@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stark.jobs.args import config_from_args, job_parser, use_tracking_uri
+from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
 from stark.jobs.boundary import job_boundary
 
 DEFAULT_MODEL = "models:/stark@champion"
@@ -48,17 +48,19 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"checkpoint, official STARK file or MLflow URI (default: {DEFAULT_MODEL})")
     parser.add_argument("--out", default=None, help="output folder (default: ./<video name>-track)")
+    parser.add_argument("--engine", choices=["torch", "onnx"], default=None,
+                        help="run the network on PyTorch or ONNX Runtime (default: evaluate.engine from the config)")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    use_tracking_uri(cfg)
+    tracking_uri = job_tracking_uri(cfg)
     from stark.platform.track.annotate import boxes_csv, check_box_in_frame, draw_box, parse_box_argument
     from stark.platform.ingest.clips import ClipEncoder, EncodeSettings
     from stark.platform.precision import AMP_DTYPES
     from stark.platform.track.frames import VideoFrames, open_frames
     from stark.platform.model_loading import load_model
     from stark.platform.storage import write_file_atomic
-    from stark.platform.track.tracker import StarkTracker
+    from stark.platform.track.tracker import StarkTracker, target_present
 
     video = Path(args.video)
     out_dir = Path(args.out or f"{video.stem or video.name}-track")
@@ -70,19 +72,32 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
         if first is None:
             raise ValueError(f"{video}: no frames")
         check_box_in_frame(box, first.shape[1], first.shape[0])
-        loaded = load_model(args.model, cfg.model, cfg.storage)
+        loaded = load_model(args.model, cfg.model, cfg.storage, tracking_uri)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = cfg.tracker_choice.for_model(loaded.tracker)
     fps = float(frames.reader.get_avg_fps()) if isinstance(frames, VideoFrames) else 30.0
     total = len(frames)
+    engine = args.engine or cfg.evaluate.engine
     print(f"tracking {video} ({total} frames, {first.shape[1]}x{first.shape[0]}) with {loaded.kind} model "
           f"{args.model}, STARK-{loaded.model_cfg.variant}, update_interval={settings.update_interval}, "
-          f"score_threshold={settings.score_threshold}", flush=True)
+          f"score_threshold={settings.score_threshold}, present_threshold={settings.present_threshold}, "
+          f"engine {engine}", flush=True)
 
-    tracker = StarkTracker(loaded.model, loaded.model_cfg, settings, device=cfg.evaluate.device,
-                           amp_dtype=AMP_DTYPES[cfg.evaluate.amp], channels_last=cfg.evaluate.channels_last)
+    if engine == "onnx":
+        from stark.platform.track.export import exported_for
+        from stark.platform.track.onnx_tracker import OnnxTracker
+
+        try:
+            exported = exported_for(loaded.model, loaded.model_cfg, settings, loaded.artifacts, out_dir / "onnx")
+            tracker = OnnxTracker(exported, settings, device=cfg.evaluate.device)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        tracker = StarkTracker(loaded.model, loaded.model_cfg, settings, device=cfg.evaluate.device,
+                               amp_dtype=AMP_DTYPES[cfg.evaluate.amp], channels_last=cfg.evaluate.channels_last)
     encoder = ClipEncoder(first.shape[1], first.shape[0], fps, EncodeSettings(crf=23, keyframe_interval=60))
     bar = ProgressBar(total)
     start = time.perf_counter()
@@ -97,14 +112,17 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
         (score,) = tracker.step([state], [frame])
         boxes.append(state.box.copy())
         scores.append(score)
-        encoder.add(draw_box(frame, state.box, score, written))
+        present = bool(target_present(np.array([score]), settings)[0])
+        encoder.add(draw_box(frame, state.box, score, written, present=present))
         written += 1
         bar.update(written)
     wall = time.perf_counter() - start
-    csv_path = write_file_atomic(out_dir / "boxes.csv", boxes_csv(np.array(boxes), np.array(scores)))
+    present = target_present(np.array(scores), settings)
+    csv_path = write_file_atomic(out_dir / "boxes.csv", boxes_csv(np.array(boxes), np.array(scores), present))
     video_path = write_file_atomic(out_dir / "tracked.mp4", encoder.finish())
     print(f"\ndone: {written} frames in {wall:.1f}s ({written / wall:.1f} frames/s); "
-          f"dynamic template updated at {state.updates or 'no frame'}")
+          f"dynamic template updated at {state.updates or 'no frame'}; target absent in "
+          f"{int((~present).sum())} frame(s) (score < {settings.present_threshold})")
     print(f"  boxes          {csv_path}\n  annotated      {video_path}")
     return 0
 

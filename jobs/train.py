@@ -116,7 +116,7 @@ def check_setup(cfg) -> Plan:
         raise TrainSetupError(f"{key}: no weights at {spec}" + ("" if t.init_from else
                               " (stage 2 starts from stage 1: run stage 1 first, or set train.init_from)"))
     _check_same_model(cfg, paths)
-    return Plan(paths, init_from, resolve_tracking_uri(cfg.mlflow))
+    return Plan(paths, init_from, resolve_tracking_uri(cfg.mlflow, cfg.home))
 
 
 def _check_same_model(cfg, paths) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, use_tracking_uri
+from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, job_tracking_uri
 from stark.jobs.boundary import job_boundary
 
 
@@ -31,13 +31,13 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
 
-    tracking_uri = use_tracking_uri(cfg)
+    tracking_uri = job_tracking_uri(cfg)
     from stark.platform.evaluate.report import resolve_metric
     from stark.platform.evaluate.runner import pack_model
     from stark.platform.tune.report import write_tune_report
     from stark.platform.tune.search import compute_bases, run_search
 
-    found = load_model_and_sequences(args, cfg)
+    found = load_model_and_sequences(args, cfg, tracking_uri)
     if found is None:
         return 2
     loaded, sequences = found[0], [s for s in found[1] if s.has_groundtruth]

@@ -19,6 +19,7 @@ from ..model.config import ModelConfig
 from .data.config import DataConfig
 from .errors import BadInputError
 from .evaluate.config import EvalConfig
+from .home import Home
 from .ingest.config import IngestConfig
 from .mlflow_runs import MlflowConfig
 from .pipeline.config import PipelineConfig
@@ -38,6 +39,8 @@ class ExperimentConfig:
     """Everything one job needs; each section is read only by the part it configures."""
 
     name: str = "stark"  # run name; storage and MLflow paths derive from it
+    # the folder the platform keeps its state in (platform/home.py); None: $STARK_HOME, else ~/.stark
+    home: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -118,7 +121,21 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
         raise
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+    if isinstance(cfg, ExperimentConfig):
+        place_in_home(cfg)
     return cfg
+
+
+def place_in_home(cfg: ExperimentConfig) -> None:
+    """Resolve the home once and give every location left unset its place there (platform/home.py), so
+    a job reads concrete paths and a config written back (the pipeline's) names them. The MLflow store
+    stays unset here: $MLFLOW_TRACKING_URI is read when a job connects (mlflow_runs.resolve_tracking_uri)."""
+    home = Home.resolve(cfg.home)
+    cfg.home = str(home.root)
+    cfg.train.storage_path = cfg.train.storage_path or home.runs
+    cfg.tune.storage_path = cfg.tune.storage_path or home.tune
+    cfg.evaluate.output = cfg.evaluate.output or home.eval
+    cfg.pipeline.workdir = cfg.pipeline.workdir or home.pipeline(cfg.name)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

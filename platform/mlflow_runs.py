@@ -5,9 +5,10 @@ Everything goes through an explicit `MlflowClient(tracking_uri)` and run ids, ne
 process-global active run, so the driver and a Ray worker process log to the same runs.
 
 Tracking URI, first set wins: `mlflow.tracking_uri` in the config, `$MLFLOW_TRACKING_URI`, then the
-embedded default `sqlite:///<working folder>/mlflow.db` (MLflow 3 refuses the old ./mlruns file store
-by default). A relative sqlite path is made absolute here, because Ray workers may run in another
+embedded default `sqlite:///<home>/mlflow.db` (platform/home.py; MLflow 3 refuses the old ./mlruns file
+store by default). A relative sqlite path is made absolute here, because Ray workers may run in another
 folder; artifacts of an embedded sqlite store go beside the database, `<its folder>/mlruns/<experiment id>/`.
+Every experiment is tagged as model development, so the MLflow 3 UI opens it on its runs and charts.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-DEFAULT_DB = "mlflow.db"
+from .home import Home
+
 PARAM_VALUE_LIMIT = 6000  # MLflow rejects longer param values
 
 # The experiments the platform files its runs under, one per kind of run.
@@ -27,14 +29,14 @@ EXPERIMENTS = {
     "evaluate": "stark-evaluate",  # `stark evaluate`
     "tune": "stark-tune",  # `stark tune`
     "register": "stark-registry",  # the run that logs a registered version's model
-    "version_evaluation": "stark-evaluations",  # promotion's evaluations of a version, reused on the same data
+    "version_evaluation": "stark-promote-evaluations",  # promotion's evaluations of a version, reused on the same data
     "promote": "stark-promote",  # promotion decisions
 }
 
 
 @dataclass
 class MlflowConfig:
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db
     experiment: str = EXPERIMENTS["train"]  # experiment that training runs are filed under
 
     def validate(self) -> None:
@@ -45,8 +47,15 @@ class MlflowConfig:
                              f"refuses; use sqlite:///mlflow.db or an http(s):// server")
 
 
-def resolve_tracking_uri(cfg: MlflowConfig) -> str:
-    uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
+# The experiment tag the MLflow 3 UI reads to choose an experiment's landing page (its frontend's
+# ExperimentKind); without it an experiment may open on the GenAI overview instead of its runs.
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+
+
+def resolve_tracking_uri(cfg: MlflowConfig, home: str | None = None) -> str:
+    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else the sqlite store in the home (`home` as the config's
+    `home` key gives it)."""
+    uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or Home.resolve(home).tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         uri = prefix + os.path.abspath(uri[len(prefix):])  # sqlite:////abs/path/mlflow.db
@@ -69,11 +78,15 @@ def mlflow_client(tracking_uri: str):
 
 
 def experiment_id(client, name: str, tracking_uri: str) -> str:
-    """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it)."""
+    """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it),
+    tagged as model development (an older experiment gets the tag the first time it is used)."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri))
+    if found is None:
+        return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri),
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
+    if EXPERIMENT_KIND_TAG not in found.tags:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
+    return found.experiment_id
 
 
 def _param_value(value: Any) -> str:

@@ -1,5 +1,6 @@
 """Turn a model argument into a ready network: a platform checkpoint, an official STARK release file,
-or an MLflow model URI (`models:/stark@champion`, `models:/stark/3`, `runs:/<id>/model`)."""
+or an MLflow model URI (`models:/stark@champion`, `models:/stark/3`, `runs:/<id>/model`), fetched from
+the tracking URI the caller names (never MLflow's process-wide one)."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,15 +34,19 @@ class LoadedModel:
     source: str  # what the user gave
     kind: str  # "platform", "official" or "mlflow"
     checkpoint: dict | None = None  # the platform checkpoint content, when there is one
+    artifacts: Path | None = None  # MLflow: the downloaded model folder (a registered version's ONNX graphs too)
 
 
 def load_model(spec: str, base_cfg: ModelConfig | None = None,
-               storage_cfg: storage.StorageConfig | None = None) -> LoadedModel:
+               storage_cfg: storage.StorageConfig | None = None, tracking_uri: str | None = None) -> LoadedModel:
     """Load any accepted model argument. base_cfg supplies what an official file cannot tell
-    (attention heads, crop sizes and factors); everything else is read from the weights."""
+    (attention heads, crop sizes and factors); everything else is read from the weights. tracking_uri:
+    the MLflow store an MLflow URI is read from (a job passes its resolve_tracking_uri)."""
     spec = resolve_starter(spec)
     if spec.startswith(MLFLOW_SCHEMES):
-        return _load_from_mlflow(spec, base_cfg, storage_cfg)
+        if not tracking_uri:
+            raise ValueError(f"model {spec!r}: an MLflow URI needs the tracking URI to read it from")
+        return _load_from_mlflow(spec, base_cfg, tracking_uri)
     if not storage.is_s3(spec) and not Path(spec).is_file():
         raise ValueError(f"model {spec!r}: no such file (expected a checkpoint path, an s3:// URI, "
                          f"or an MLflow URI like models:/stark@champion)")
@@ -127,15 +132,46 @@ def infer_official_config(net: dict[str, torch.Tensor], base: ModelConfig) -> Mo
     )
 
 
-def _load_from_mlflow(spec: str, base_cfg, storage_cfg) -> LoadedModel:
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/NAME/VERSION or models:/NAME@ALIAS -> (name, version, alias)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, version, None
+    raise ValueError(f"{uri!r}: name a version (models:/{rest}/3) or an alias (models:/{rest}@champion)")
+
+
+def resolve_version(client, uri: str) -> str:
+    name, version, alias = parse_model_uri(uri)
+    if alias is not None:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    return str(client.get_model_version(name, version).version)  # raises if it does not exist
+
+
+def _load_from_mlflow(spec: str, base_cfg, tracking_uri: str) -> LoadedModel:
     import mlflow
 
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec))
+        artifact_uri = spec
+        if spec.startswith("models:/"):
+            # MLflow's models:/ artifact repository asks the process-wide registry; ask the named one here
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            name = parse_model_uri(spec)[0]
+            artifact_uri = client.get_model_version_download_uri(name, resolve_version(client, spec))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri))
     except Exception as exc:
-        raise ValueError(f"model {spec!r}: cannot fetch it from MLflow at {mlflow.get_tracking_uri()}: {exc}") from exc
+        hint = ("; the platform's registry is in its home (platform/home.py): check $STARK_HOME / home=..., "
+                "or $MLFLOW_TRACKING_URI" if spec.startswith("models:/") else "")
+        raise ValueError(f"model {spec!r}: cannot fetch it from MLflow at {tracking_uri}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{hint}") from exc
     found = sorted(local.rglob(CHECKPOINT_FILE)) if local.is_dir() else [local]
     if not found:
         raise ValueError(f"model {spec!r}: the MLflow model holds no {CHECKPOINT_FILE}")
-    return from_content(read_local_model_file(str(found[0])), spec, base_cfg, kind="mlflow")
+    loaded = from_content(read_local_model_file(str(found[0])), spec, base_cfg, kind="mlflow")
+    return dataclasses.replace(loaded, artifacts=local if local.is_dir() else local.parent)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from .console import apply_routing
+
 
 def training_cpu_slots(cfg) -> int:
     """Logical CPUs a training stage occupies: its workers, the stream's decode actors, its read task."""
@@ -22,5 +24,6 @@ def init_ray(min_cpus: int = 0, **kwargs) -> None:
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
-        return
-    ray.init(num_cpus=max(os.cpu_count() or 1, min_cpus), **kwargs)
+    else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, min_cpus), **kwargs)
+    apply_routing()  # ray.init puts its own terminal handler back on the "ray" logger

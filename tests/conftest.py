@@ -16,6 +16,23 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stark_home(tmp_path_factory) -> Path:
+    """The platform's home (platform/home.py) for the whole session, in a temporary folder: no test writes
+    to the user's ~/.stark. Jobs started as subprocesses inherit it. A test that needs a home of its own
+    sets STARK_HOME (or home=...) itself."""
+    import os
+
+    home = tmp_path_factory.mktemp("stark-home")
+    saved = os.environ.get("STARK_HOME")
+    os.environ["STARK_HOME"] = str(home)
+    yield home
+    if saved is None:
+        os.environ.pop("STARK_HOME", None)
+    else:
+        os.environ["STARK_HOME"] = saved
+
+
 # --- a real S3 endpoint on 127.0.0.1 (moto's server mode, as a separate process) -------------------------
 def _free_port() -> int:
     import socket

@@ -84,3 +84,13 @@ def test_a_positional_before_an_override_binds_to_the_positional_not_the_overrid
     parser.add_argument("--box")
     args = parser.parse_args(["clip.mp4", "--box", "1,2,3,4", "tracker.update_interval=5"])
     assert (args.video, args.overrides) == ("clip.mp4", ["tracker.update_interval=5"])
+
+
+def test_overrides_follow_a_jobs_own_positional_arguments():
+    from stark.jobs.args import job_parser
+
+    parser = job_parser("stark ingest", "", default_config="stark_tiny")
+    parser.add_argument("src")
+    parser.add_argument("dest")
+    args = parser.parse_args(["in", "out", "ingest.crf=20", "--config", "stark_tiny", "data.max_gap=5"])
+    assert (args.src, args.dest, args.overrides) == ("in", "out", ["ingest.crf=20", "data.max_gap=5"])

@@ -1,4 +1,4 @@
-"""Where training logs to: the tracking URI from config, then $MLFLOW_TRACKING_URI, then a sqlite file."""
+"""Where training logs to: the tracking URI from config, then $MLFLOW_TRACKING_URI, then a sqlite file in the home."""
 from __future__ import annotations
 
 import pytest
@@ -13,12 +13,26 @@ def test_the_config_uri_wins_over_the_environment(monkeypatch):
     assert resolve_tracking_uri(MlflowConfig()) == "http://127.0.0.1:5000"
 
 
-def test_the_embedded_default_is_an_absolute_sqlite_file_in_the_working_folder(monkeypatch, tmp_path):
+def test_the_embedded_default_is_an_absolute_sqlite_file_in_the_home_not_the_working_folder(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("STARK_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    # absolute, so that Ray workers running in another folder write to the same database
-    assert resolve_tracking_uri(MlflowConfig()) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_tracking_uri(MlflowConfig()) == f"sqlite:///{tmp_path}/home/mlflow.db"
+    assert resolve_tracking_uri(MlflowConfig(), home=str(tmp_path / "h2")) == f"sqlite:///{tmp_path}/h2/mlflow.db"
+    # a relative sqlite path the user gives is theirs, made absolute so that Ray workers in another folder agree
     assert resolve_tracking_uri(MlflowConfig(tracking_uri="sqlite:///sub/t.db")) == f"sqlite:///{tmp_path}/sub/t.db"
+
+
+def test_every_experiment_is_tagged_so_the_mlflow_ui_opens_on_its_training_runs(tmp_path):
+    from stark.platform.mlflow_runs import EXPERIMENT_KIND_TAG, experiment_id, mlflow_client
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow_client(uri)
+    created = experiment_id(client, "new-one", uri)
+    older = client.create_experiment("older-one")  # made before the tag existed
+    assert experiment_id(client, "older-one", uri) == older
+    for exp in (created, older):
+        assert client.get_experiment(exp).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
 
 
 def test_the_old_file_store_is_refused_at_load_time():

@@ -15,7 +15,12 @@ class EvalConfig:
     device: str = "cpu"  # "cuda" on GPU workers
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = True  # NHWC activations: faster oneDNN convolutions on CPU, and on GPU under AMP
-    output: str = "stark-runs/eval"  # local folder for result files, tables and plots
+    # torch: the network on PyTorch; onnx: on ONNX Runtime (`stark export`'s graphs, CPU provider; CUDA with
+    # device "cuda"). The tracker loop is the same; amp and channels_last apply to torch only.
+    engine: Literal["torch", "onnx"] = "torch"
+    # local folder for result files, tables and plots; each model and data set gets its own
+    # <output>/<model>/<data> inside it (`stark evaluate --out DIR` writes into DIR itself). None: <home>/eval
+    output: str | None = None
     max_sequences: int | None = None  # evaluate only the first N sequences (quick checks)
     absent_as_failure: bool | None = None  # None = the benchmark's convention
 
@@ -24,5 +29,9 @@ class EvalConfig:
             raise ValueError("evaluate.batch_size must be >= 1")
         if self.num_workers < 0:
             raise ValueError("evaluate.num_workers must be >= 0")
+        if self.engine not in ("torch", "onnx"):
+            raise ValueError(f"evaluate.engine: {self.engine!r} is not torch or onnx")
+        if self.engine == "onnx" and self.amp != "none":
+            raise ValueError("evaluate.amp applies to the torch engine; an fp16 ONNX graph comes from `stark export --fp16`")
         if self.benchmark not in (None, "got10k", "lasot", "trackingnet", "footage"):
             raise ValueError(f"evaluate.benchmark: {self.benchmark!r} is not got10k, lasot, trackingnet or footage")

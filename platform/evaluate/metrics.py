@@ -344,3 +344,14 @@ def roc_auc(scores, labels) -> float:
     ranks[order] = np.repeat(run_ranks, ends - starts)
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def absence_precision_recall(called_absent, truly_absent) -> tuple[float, float]:
+    """Precision and recall of calling a frame "target absent", [N] bool each: precision = right calls /
+    all calls, recall = right calls / absent frames. NaN where the denominator is 0."""
+    called = np.asarray(called_absent, dtype=bool).reshape(-1)
+    truth = np.asarray(truly_absent, dtype=bool).reshape(-1)
+    hits = float((called & truth).sum())
+    precision = hits / called.sum() if called.any() else float("nan")
+    recall = hits / truth.sum() if truth.any() else float("nan")
+    return float(precision), float(recall)

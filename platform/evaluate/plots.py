@@ -9,6 +9,9 @@ Trackers are listed best first, as the GOT-10k toolkit and pytracking do:
   21 points) or "[AO x]" under GOT-10k (the toolkit's legend);
 - precision plot: precision vs location error threshold 0..50 px; legend "[P@20 x]";
 - normalised precision plot: vs normalised error 0..0.5; legend "[P_norm@0.2 x]".
+
+A tracker whose name starts with "static box" (report.STATIC_BOX, the first frame's box on every frame)
+is the baseline: drawn grey and dashed, whatever its rank, so a model's curve reads against it.
 """
 from __future__ import annotations
 
@@ -18,11 +21,13 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from ..storage import write_file_atomic
 from .metrics import BenchmarkMetrics, CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS, OVERLAP_THRESHOLDS, PRECISION_INDEX
 
 _LINE_STYLES = ("-", "--", "-.", ":")
+BASELINE_PREFIX = "static box"
 
 
 def plot_success(results: Mapping[str, BenchmarkMetrics], path: Path, *, title: str = "Success plot") -> Path:
@@ -71,8 +76,9 @@ def _plot(curves: dict, thresholds, path: Path, *, title: str, xlabel: str, ylab
     ax = fig.add_subplot()
     ranked = sorted(curves.items(), key=lambda item: -_sortable(item[1][2]))
     for i, (name, (curve, label, value)) in enumerate(ranked):
-        ax.plot(thresholds, curve, linestyle=_LINE_STYLES[(i // 10) % len(_LINE_STYLES)], linewidth=2,
-                label=f"{name} [{label} {value:.3f}]")
+        style = ({"color": "0.45", "linestyle": "--", "linewidth": 1.5} if name.startswith(BASELINE_PREFIX)
+                 else {"linestyle": _LINE_STYLES[(i // 10) % len(_LINE_STYLES)], "linewidth": 2})
+        ax.plot(thresholds, curve, label=f"{name} [{label} {value:.3f}]", **style)
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0.0, 1.0), title=title)
     ax.grid(True, linestyle="-.")
     ax.legend(loc=legend_loc, fontsize="small")
@@ -87,32 +93,52 @@ def _sortable(value: float) -> float:
 
 
 def plot_tuning_map(update_intervals, score_thresholds, values, path: Path, *, metric: str,
-                    note: str | None = None) -> Path:
-    """The tuned metric over update_interval x score_threshold: a heatmap when the trials form a grid,
-    a scatter coloured by the metric otherwise. Inputs are per-trial sequences of equal length;
-    `note` is a second title line (e.g. how many trials completed)."""
+                    note: str | None = None, complete=None, grid: tuple[list, list] | None = None) -> Path:
+    """The tuned metric over update_interval x score_threshold. Inputs are per-trial sequences of equal
+    length; `complete` says per trial whether it ran every chunk (default: all did); `note` is a second
+    title line. With `grid` = (update intervals, score thresholds) of a grid search, every cell is drawn:
+    a completed trial's score, a partial one (stopped early: its score over the chunks it ran) marked
+    "(partial)" and hatched, or an empty cell where no trial reported. Otherwise (random/optuna) a scatter
+    coloured by the metric, partial trials hollow."""
     intervals = [int(v) for v in update_intervals]
     thresholds = [float(v) for v in score_thresholds]
     values = [float(v) for v in values]
-    if not values:
+    complete = [True] * len(values) if complete is None else [bool(c) for c in complete]
+    if not values and grid is None:
         raise ValueError("nothing to plot: no finished trials")
     fig = Figure(figsize=(6.5, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    xs, ys = sorted(set(intervals)), sorted(set(thresholds))
-    if len(xs) * len(ys) == len(values):
-        grid = [[float("nan")] * len(xs) for _ in ys]
-        for u, t, v in zip(intervals, thresholds, values):
-            grid[ys.index(t)][xs.index(u)] = v
-        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    if grid is not None or len(set(intervals)) * len(set(thresholds)) == len(values):
+        xs = sorted({int(v) for v in grid[0]} | set(intervals)) if grid else sorted(set(intervals))
+        ys = sorted({float(v) for v in grid[1]} | set(thresholds)) if grid else sorted(set(thresholds))
+        cells = [[float("nan")] * len(xs) for _ in ys]
+        done = [[False] * len(xs) for _ in ys]
+        for u, t, v, c in zip(intervals, thresholds, values, complete):
+            cells[ys.index(t)][xs.index(u)], done[ys.index(t)][xs.index(u)] = v, c
+        image = ax.imshow(cells, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_facecolor("0.92")  # an empty cell (NaN) shows the background
         ax.set_xticks(range(len(xs)), [str(x) for x in xs])
         ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
-        for row, y in enumerate(grid):
-            for col, v in enumerate(y):
-                if v == v:
+        for row, line in enumerate(cells):
+            for col, v in enumerate(line):
+                if v != v:
+                    ax.text(col, row, "no result", ha="center", va="center", fontsize=7, color="0.4")
+                elif done[row][col]:
                     ax.text(col, row, f"{v:.3f}", ha="center", va="center", fontsize=7, color="white")
+                else:
+                    ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="white",
+                                           linewidth=0))
+                    ax.text(col, row, f"{v:.3f}\n(partial)", ha="center", va="center", fontsize=7, color="white")
     else:
-        image = ax.scatter(intervals, thresholds, c=values, cmap="viridis", s=60)
+        full = [i for i, c in enumerate(complete) if c]
+        part = [i for i, c in enumerate(complete) if not c]
+        image = ax.scatter([intervals[i] for i in full], [thresholds[i] for i in full], c=[values[i] for i in full],
+                           cmap="viridis", s=60, label="completed")
+        if part:
+            ax.scatter([intervals[i] for i in part], [thresholds[i] for i in part], s=60, facecolors="none",
+                       edgecolors="0.3", label="partial (stopped early)")
+            ax.legend(loc="best", fontsize="small")
     fig.colorbar(image, ax=ax, label=metric)
     title = f"{metric} over the tracker settings" + (f"\n{note}" if note else "")
     ax.set(xlabel="update_interval (frames)", ylabel="score_threshold", title=title)

@@ -44,6 +44,7 @@ class EvalReport:
     num_sequences: int = 0
     num_frames: int = 0
     score_auc: float | None = None  # ROC AUC of the score for IoU > 0.5; None without scores (STARK-S)
+    absence: dict | None = None  # precision/recall of "target absent" (`absence_scores`); None without scores
 
 
 def write_result_files(benchmark: str, results: dict[str, TrackResult], root: Path) -> Path:
@@ -62,16 +63,32 @@ def write_result_files(benchmark: str, results: dict[str, TrackResult], root: Pa
 def score_results(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
                   absent_as_failure: bool | None = None) -> M.BenchmarkMetrics | None:
     """Metrics over the sequences that carry ground truth; None if none does (test splits)."""
+    return _score(benchmark, {name: (r.boxes, r.seconds) for name, r in results.items()}, sequences,
+                  absent_as_failure)
+
+
+STATIC_BOX = "static box (first frame)"  # the baseline every plot draws: the first frame's box on every frame
+
+
+def static_box_metrics(benchmark: str, sequences: list[EvalSequence], absent_as_failure: bool | None = None
+                       ) -> M.BenchmarkMetrics | None:
+    """What a tracker that never moves scores: the first frame's box on every frame (no times, no fps)."""
+    boxes = {s.name: (np.repeat(np.asarray(s.init_box, dtype=np.float64)[None], s.num_frames, axis=0), None)
+             for s in sequences}
+    return _score(benchmark, boxes, sequences, absent_as_failure)
+
+
+def _score(benchmark: str, boxes_and_times: dict, sequences: list[EvalSequence],
+           absent_as_failure: bool | None) -> M.BenchmarkMetrics | None:
     protocol = dict(PROTOCOLS[benchmark])
     if absent_as_failure is not None:
         protocol["absent_as_failure"] = absent_as_failure
     per_sequence, attributes = {}, {}
     for seq in sequences:
-        if not seq.has_groundtruth or seq.name not in results:
+        if not seq.has_groundtruth or seq.name not in boxes_and_times:
             continue
-        result = results[seq.name]
-        per_sequence[seq.name] = M.sequence_metrics(result.boxes, seq.boxes_xywh, seq.visible,
-                                                    times_s=result.seconds, **protocol)
+        boxes, times = boxes_and_times[seq.name]
+        per_sequence[seq.name] = M.sequence_metrics(boxes, seq.boxes_xywh, seq.visible, times_s=times, **protocol)
         if seq.attributes:
             attributes[seq.name] = seq.attributes
     if not per_sequence:
@@ -114,6 +131,26 @@ def score_auc(results: dict[str, TrackResult], sequences: list[EvalSequence]) ->
     return M.roc_auc(scores, labels) if len(scores) else float("nan")
 
 
+def absence_scores(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> dict | None:
+    """How well `present` tells where the target is gone, pooled over the scored frames (not frame 0, not
+    STARK-S) of the sequences with ground truth, whose visibility labels (GOT-10k absence/cover, LaSOT
+    full occlusion / out of view) say where it is absent. None when no frame has a score."""
+    called, truth = [], []
+    for seq in sequences:
+        result = results.get(seq.name)
+        if not seq.has_groundtruth or result is None or result.present is None:
+            continue
+        scored = np.isfinite(np.asarray(result.scores, dtype=np.float64))
+        called.append(~np.asarray(result.present, dtype=bool)[scored])
+        truth.append(~np.asarray(seq.visible, dtype=bool)[scored])
+    if not called or not sum(len(c) for c in called):
+        return None
+    called_absent, truly_absent = np.concatenate(called), np.concatenate(truth)
+    precision, recall = M.absence_precision_recall(called_absent, truly_absent)
+    return {"precision": precision, "recall": recall, "frames": int(len(truly_absent)),
+            "absent": int(truly_absent.sum()), "predicted_absent": int(called_absent.sum())}
+
+
 def write_report(benchmark: str, results: dict[str, TrackResult], sequences: list[EvalSequence],
                  out_dir: str | Path, label: str = "STARK", absent_as_failure: bool | None = None) -> EvalReport:
     out_dir = Path(out_dir)
@@ -131,15 +168,20 @@ def write_report(benchmark: str, results: dict[str, TrackResult], sequences: lis
     auc = M.roc_auc(auc_scores, auc_labels) if len(auc_scores) else None
     if metrics is not None:
         files.update({f"table_{k}": v for k, v in R.write_metric_tables(metrics, out_dir).items()})
-        files.update({f"plot_{k}": v for k, v in plot_benchmark({label: metrics}, out_dir,
+        static = static_box_metrics(benchmark, [s for s in sequences if s.name in results], absent_as_failure)
+        files.update({f"plot_{k}": v for k, v in plot_benchmark({label: metrics, STATIC_BOX: static}, out_dir,
                                                                  benchmark=benchmark).items()})
     summary = {"benchmark": benchmark, "sequences": len(results), "frames": int(sum(frames.values())),
                "scores": scores}
     if auc is not None:  # NaN (one class only) is written as null: JSON has no NaN
         summary["score_auc"] = {"auc": auc if np.isfinite(auc) else None, "frames": int(len(auc_labels)),
                                 "iou_above_0.5": int(auc_labels.sum()), "label": "IoU(box, ground truth) > 0.5"}
+    absence = absence_scores(results, sequences)
+    if absence is not None:  # NaN (nothing called absent, or nothing absent) as null
+        summary["absence"] = {k: (v if np.isfinite(v) else None) for k, v in absence.items()}
     files["summary"] = write_file_atomic(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
-    return EvalReport(benchmark, out_dir, scores, metrics, files, len(results), int(sum(frames.values())), auc)
+    return EvalReport(benchmark, out_dir, scores, metrics, files, len(results), int(sum(frames.values())), auc,
+                      absence)
 
 
 def log_report(client, run_id: str, report: EvalReport) -> None:
@@ -147,6 +189,9 @@ def log_report(client, run_id: str, report: EvalReport) -> None:
     metrics = {f"{report.benchmark}/{k}": float(v) for k, v in report.scores.items()}
     if report.score_auc is not None:
         metrics["score_auc"] = float(report.score_auc)
+    if report.absence is not None:
+        for key in ("precision", "recall"):
+            metrics[f"absent_{key}"] = float(report.absence[key])
     log_metrics(client, run_id, metrics, step=0)
     for path in report.files.values():
         if path.is_dir():

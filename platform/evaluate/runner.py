@@ -27,7 +27,9 @@ from ..model_loading import LoadedModel
 from ..precision import AMP_DTYPES
 from ..ray_runtime import init_ray
 from ..track.config import TrackerSettings
+from ..track.export import ExportedTracker, export_tracker, exported_files, write_exported_files
 from ..track.frames import VideoFrames
+from ..track.onnx_tracker import OnnxTracker
 from ..track.tracker import StarkTracker, TrackResult, track_many
 from .config import EvalConfig
 
@@ -160,14 +162,27 @@ class TrackingWorker:
         model_cfg = from_dict(ModelConfig, packed_model["config"], source="<model>", prefix="model.")
         model = build_stark(model_cfg)
         model.load_state_dict(packed_model["state"])
-        self.tracker = StarkTracker(model, model_cfg, settings, device=eval_cfg.device,
-                                    amp_dtype=AMP_DTYPES[eval_cfg.amp], channels_last=eval_cfg.channels_last)
+        if eval_cfg.engine == "onnx":
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="stark-onnx-") as folder:  # sessions read the graphs once
+                exported = (write_exported_files(packed_model["onnx"], folder) if "onnx" in packed_model
+                            else export_tracker(model, model_cfg, settings, folder))
+                self.tracker = OnnxTracker(exported, settings, device=eval_cfg.device, threads=threads)
+        else:
+            self.tracker = StarkTracker(model, model_cfg, settings, device=eval_cfg.device,
+                                        amp_dtype=AMP_DTYPES[eval_cfg.amp], channels_last=eval_cfg.channels_last)
         self.batch_size = eval_cfg.batch_size
         self.storage_cfg = storage_cfg
 
     def track(self, sequences: list[EvalSequence]) -> list[tuple[str, TrackResult]]:
+        return list(self.track_each(sequences))
+
+    def track_each(self, sequences: list[EvalSequence]) -> Iterator[tuple[str, TrackResult]]:
+        """(name, result) as each sequence finishes; a Ray actor streams them (num_returns="streaming")."""
         inputs = [(read_sequence_frames(s.frames, self.storage_cfg), s.init_box) for s in sequences]
-        return [(sequences[i].name, _to_cpu(result)) for i, result in track_many(self.tracker, inputs, self.batch_size)]
+        for i, result in track_many(self.tracker, inputs, self.batch_size):
+            yield sequences[i].name, _to_cpu(result)
 
 
 def _to_cpu(result: TrackResult) -> TrackResult:
@@ -176,12 +191,29 @@ def _to_cpu(result: TrackResult) -> TrackResult:
     return result
 
 
-def pack_model(model: torch.nn.Module, model_cfg: ModelConfig) -> dict:
-    """Plain tensors and dicts: what goes to the object store once."""
+def pack_model(model: torch.nn.Module, model_cfg: ModelConfig, exported: ExportedTracker | None = None) -> dict:
+    """Plain tensors and dicts: what goes to the object store once; with `exported`, its ONNX files too
+    (evaluate.engine=onnx; without them the onnx engine exports the weights itself)."""
     import dataclasses
 
-    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "config": dataclasses.asdict(model_cfg)}
+    packed = {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+              "config": dataclasses.asdict(model_cfg)}
+    if exported is not None:
+        packed["onnx"] = exported_files(exported)
+    return packed
+
+
+def with_exported_graphs(packed_model: dict, settings: TrackerSettings) -> dict:
+    """The pack with ONNX graphs: as given when it has them, else exported here once (not once per worker)."""
+    import tempfile
+
+    if "onnx" in packed_model:
+        return packed_model
+    model_cfg = from_dict(ModelConfig, packed_model["config"], source="<model>", prefix="model.")
+    model = build_stark(model_cfg)
+    model.load_state_dict(packed_model["state"])
+    with tempfile.TemporaryDirectory(prefix="stark-onnx-") as folder:
+        return {**packed_model, "onnx": exported_files(export_tracker(model, model_cfg, settings, folder))}
 
 
 def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: list[EvalSequence],
@@ -190,6 +222,8 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
                     ) -> dict[str, TrackResult]:
     """Track every sequence; calls on_result as each finishes (for progress). Returns {name: result}.
     `settings` reach every worker as they are (resolved once by the caller, frozen)."""
+    if eval_cfg.engine == "onnx":
+        packed_model = with_exported_graphs(packed_model, settings)
     by_name = {s.name: s for s in sequences}
     if len(by_name) != len(sequences):
         raise ValueError("sequence names must be unique within an evaluation")
@@ -204,11 +238,10 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     if eval_cfg.num_workers == 0:
         worker = TrackingWorker(packed_model, settings, eval_cfg, storage_cfg)
         # one chunk: the whole list, so sequences join the batch as others finish
-        collect(worker.track(sequences))
+        collect(worker.track_each(sequences))
         return results
 
     import ray
-    from ray.util import ActorPool
 
 
     init_ray()
@@ -218,22 +251,39 @@ def track_sequences(packed_model: dict, settings: TrackerSettings, sequences: li
     threads = max(1, int(eval_cfg.cpus_per_worker))
     actors = [actor_cls.remote(model_ref, settings, eval_cfg, storage_cfg, threads)
               for _ in range(eval_cfg.num_workers)]
-    pool = ActorPool(actors)
-    chunks = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
-    for pairs in pool.map_unordered(lambda actor, c: actor.track.remote(c), chunks):
-        collect(pairs)
+    queue = worker_chunks(sequences, eval_cfg.batch_size, eval_cfg.num_workers)
+    streams: dict = {}  # a chunk's stream of (name, result), as the actor finishes each -> the actor
+
+    def give(actor) -> None:
+        if queue:
+            streams[actor.track_each.options(num_returns="streaming").remote(queue.pop(0))] = actor
+
     for actor in actors:
-        ray.kill(actor)
+        give(actor)
+    try:
+        while streams:
+            (stream,), _ = ray.wait(list(streams), num_returns=1)
+            try:
+                ref = next(stream)
+            except StopIteration:  # the chunk is done: the actor takes the next one
+                give(streams.pop(stream))
+                continue
+            collect([ray.get(ref)])
+    finally:
+        for actor in actors:
+            ray.kill(actor)
     return results
 
 
 def track_model(loaded: LoadedModel, settings: TrackerSettings, sequences: list[EvalSequence], eval_cfg: EvalConfig,
                 storage_cfg: storage.StorageConfig | None = None,
-                on_result: Callable[[EvalSequence, TrackResult], None] | None = None) -> dict[str, TrackResult]:
+                on_result: Callable[[EvalSequence, TrackResult], None] | None = None,
+                exported: ExportedTracker | None = None) -> dict[str, TrackResult]:
     """What jobs do with a model they loaded: track every sequence with the settings resolved for it
-    (`cfg.tracker_choice.for_model(loaded.tracker)`). Returns {name: result}."""
-    return track_sequences(pack_model(loaded.model, loaded.model_cfg), settings, sequences, eval_cfg, storage_cfg,
-                           on_result)
+    (`cfg.tracker_choice.for_model(loaded.tracker)`). With `exported` (a registered version's own ONNX
+    graphs), evaluate.engine=onnx runs those rather than exporting the weights. Returns {name: result}."""
+    return track_sequences(pack_model(loaded.model, loaded.model_cfg, exported), settings, sequences, eval_cfg,
+                           storage_cfg, on_result)
 
 
 def worker_chunks(sequences: list[EvalSequence], batch_size: int, num_workers: int) -> list[list[EvalSequence]]:

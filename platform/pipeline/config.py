@@ -8,7 +8,8 @@ STEPS = ("data", "ingest", "train", "tune", "register", "promote", "track")
 
 @dataclass
 class PipelineConfig:
-    workdir: str = "stark-pipeline"  # everything the pipeline writes, step by step (re-runs resume here)
+    # everything the pipeline writes, step by step (re-runs resume here); None: <home>/pipelines/<name>
+    workdir: str | None = None
     # Training data, first that applies: `source` (a benchmark tree or videos + box files, ingested into
     # <workdir>/clips), else `data.manifests` as given, else a generated demo dataset.
     source: str | None = None

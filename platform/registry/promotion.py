@@ -228,7 +228,7 @@ def evaluate_version(client, tracking_uri: str, name: str, version: str, sequenc
 
 
     log(f"  {name}/{version}: evaluating on {len(sequences)} sequence(s)")
-    loaded = load_model(f"models:/{name}/{version}")
+    loaded = load_model(f"models:/{name}/{version}", tracking_uri=tracking_uri)
     settings = tracker.for_model(loaded.tracker)
     results = track_model(loaded, settings, sequences, eval_cfg, storage_cfg)
     scores = per_sequence_scores(metric, benchmark, results, sequences)

@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import storage
 from ..ingest.manifest import manifest_uri
 from ..mlflow_runs import EXPERIMENTS, experiment_id, mlflow_client
+from ..model_loading import parse_model_uri, resolve_version  # noqa: F401 - the registry's names for them
 
 MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
 
@@ -35,27 +36,6 @@ def explain_mlflow_error(exc: Exception, tracking_uri: str) -> RegistryError:
         return RegistryError(f"the MLflow server at {tracking_uri} is not answering ({type(exc).__name__}); "
                              f"nothing was changed in the registry")
     return RegistryError(f"MLflow at {tracking_uri}: {text.splitlines()[0] if text else type(exc).__name__}")
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/NAME/VERSION or models:/NAME@ALIAS -> (name, version, alias)."""
-    if not uri.startswith("models:/"):
-        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
-    rest = uri[len("models:/"):].strip("/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        return name, None, alias
-    if "/" in rest:
-        name, version = rest.rsplit("/", 1)
-        return name, version, None
-    raise ValueError(f"{uri!r}: name a version (models:/{rest}/3) or an alias (models:/{rest}@champion)")
-
-
-def resolve_version(client, uri: str) -> str:
-    name, version, alias = parse_model_uri(uri)
-    if alias is not None:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    return str(client.get_model_version(name, version).version)  # raises if it does not exist
 
 
 def alias_version(client, name: str, alias: str) -> str | None:
@@ -114,14 +94,18 @@ def version_tags(content: dict, eval_scores: dict[str, float] | None = None, ben
 
 
 def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking_uri: str,
-                        tags: dict[str, str], description: str = ""):
-    """Log the pyfunc model (weights as a checkpoint artifact) in a registry run and create a version
-    with its tags in one call. Returns the ModelVersion."""
+                        tags: dict[str, str], description: str = "", onnx_folder: str | None = None):
+    """Save the pyfunc model (weights as a checkpoint artifact; with `onnx_folder`, a `stark export` folder
+    as the artifact `onnx`) into a registry run and create a version with its tags and description in one
+    call. Returns the ModelVersion.
+
+    Through the client and the run's id alone: the model is saved to a local folder, uploaded as the
+    run's `model` artifacts and registered from there, so no active run or process-wide URI is involved."""
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    mlflow.set_tracking_uri(tracking_uri)
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "video"), ColSpec("double", "x"), ColSpec("double", "y"),
                        ColSpec("double", "w"), ColSpec("double", "h")]),
@@ -133,14 +117,30 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
         # the artifact keeps its file name inside the model: a fixed one that loaders look for
         local = os.path.join(staging, "checkpoint.pt")
         shutil.copyfile(checkpoint_path, local)
-        experiment = experiment_id(mlflow_client(tracking_uri), EXPERIMENTS["register"], tracking_uri)
-        # the one active run in the platform: MLflow's pyfunc model logging writes into the active run
-        with mlflow.start_run(experiment_id=experiment, run_name=f"register-{name}"):
-            mlflow.set_tags({k: v for k, v in tags.items() if len(v) < 5000})
-            info = mlflow.pyfunc.log_model(name="model", python_model=MODEL_CODE,
-                                           artifacts={"checkpoint": local}, signature=signature,
-                                           pip_requirements=["stark-platform", "torch", "mlflow", "pandas"])
-            return mlflow.register_model(info.model_uri, name, tags=tags)
+        artifacts = {"checkpoint": local}
+        if onnx_folder is not None:  # the graphs travel with the version: served without PyTorch
+            artifacts["onnx"] = shutil.copytree(onnx_folder, os.path.join(staging, "onnx"))
+        model_dir = os.path.join(staging, "model")
+        mlflow.pyfunc.save_model(model_dir, python_model=MODEL_CODE, artifacts=artifacts,
+                                 signature=signature, pip_requirements=["stark-platform", "torch", "mlflow", "pandas"])
+        client = mlflow_client(tracking_uri)
+        run_tags = {k: v for k, v in tags.items() if len(v) < 5000}
+        run = client.create_run(experiment_id(client, EXPERIMENTS["register"], tracking_uri),
+                                run_name=f"register-{name}", tags=run_tags)
+        try:
+            client.log_artifacts(run.info.run_id, model_dir, "model")
+            try:
+                client.create_registered_model(name)
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                    raise
+            version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                                  tags=tags, description=description or None)
+        except BaseException:
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
+        client.set_terminated(run.info.run_id, status="FINISHED")
+        return version
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -7,29 +7,53 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 BOX_COLOR = (255, 64, 32)
+ABSENT_COLOR = (160, 160, 160)  # the box where the score says the target is not in view
 TEXT_COLOR = (255, 255, 255)
 
 
-def draw_box(frame: np.ndarray, box_xywh, score: float, frame_index: int, thickness: int = 3) -> np.ndarray:
-    """A copy of `frame` (HWC uint8) with the box outlined and 'frame N  score S' written above it."""
+def draw_box(frame: np.ndarray, box_xywh, score: float, frame_index: int, thickness: int = 3,
+             present: bool = True) -> np.ndarray:
+    """A copy of `frame` (HWC uint8) with the box outlined and 'frame N  score S' written above it; a frame
+    whose score says the target is absent gets a dashed grey box labelled 'absent'."""
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     x, y, w, h = (float(v) for v in box_xywh)
-    draw.rectangle([x, y, x + w, y + h], outline=BOX_COLOR, width=thickness)
-    label = f"#{frame_index}" + ("" if math.isnan(score) else f"  score {score:.2f}")
+    color = BOX_COLOR if present else ABSENT_COLOR
+    if present:
+        draw.rectangle([x, y, x + w, y + h], outline=color, width=thickness)
+    else:
+        _dashed_rectangle(draw, x, y, x + w, y + h, color, thickness)
+    label = f"#{frame_index}" + ("" if math.isnan(score) else f"  score {score:.2f}") + ("" if present else "  absent")
     text_y = max(0.0, y - 14)
     left, top, right, bottom = draw.textbbox((x, text_y), label)
-    draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=BOX_COLOR)
+    draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=color)
     draw.text((x, text_y), label, fill=TEXT_COLOR)
     return np.asarray(image)
 
 
-def boxes_csv(boxes_xywh: np.ndarray, scores: np.ndarray) -> bytes:
-    """frame,x,y,w,h,score, one line per frame (score empty where there is none: frame 0, STARK-S)."""
-    lines = ["frame,x,y,w,h,score"]
-    for i, (box, score) in enumerate(zip(boxes_xywh, scores)):
+def _dashed_rectangle(draw: ImageDraw.ImageDraw, x1: float, y1: float, x2: float, y2: float, color, width: int,
+                      dash: float = 8.0) -> None:
+    """Outline of [x1, x2] x [y1, y2] in dashes of `dash` pixels with gaps as long."""
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = math.hypot(bx - ax, by - ay)
+        steps = max(1, int(length // (2 * dash)) + 1)
+        for k in range(steps):
+            t0, t1 = 2 * k * dash / max(length, 1e-9), min((2 * k + 1) * dash / max(length, 1e-9), 1.0)
+            if t0 >= 1.0:
+                break
+            draw.line([ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1],
+                      fill=color, width=width)
+
+
+def boxes_csv(boxes_xywh: np.ndarray, scores: np.ndarray, present: np.ndarray | None = None) -> bytes:
+    """frame,x,y,w,h,score,present, one line per frame (score empty where there is none: frame 0, STARK-S;
+    present 1 where the score reaches tracker.present_threshold or there is no score, else 0)."""
+    if present is None:
+        present = np.ones(len(boxes_xywh), dtype=bool)
+    lines = ["frame,x,y,w,h,score,present"]
+    for i, (box, score, here) in enumerate(zip(boxes_xywh, scores, present)):
         score_text = "" if math.isnan(score) else f"{score:.4f}"
-        lines.append(f"{i}," + ",".join(f"{v:.2f}" for v in box) + f",{score_text}")
+        lines.append(f"{i}," + ",".join(f"{v:.2f}" for v in box) + f",{score_text},{int(bool(here))}")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -21,12 +21,15 @@ class TrackerSettings:
     # platform: crops as training cuts them; official: the official tracker's crop and map-back
     # (platform/crop.py), which loading an official release file selects unless overridden
     crop_rule: Literal["platform", "official"] = "platform"
+    present_threshold: float = 0.5  # a frame's target counts as present when sigmoid(score) >= this (STARK-ST)
 
     def validate(self) -> None:
         if self.update_interval < 1:
             raise ValueError(f"tracker.update_interval must be >= 1, got {self.update_interval}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"tracker.score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.present_threshold <= 1.0:
+            raise ValueError(f"tracker.present_threshold must be in [0, 1], got {self.present_threshold}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
         if self.crop_rule not in CROP_RULES:

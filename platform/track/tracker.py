@@ -4,7 +4,8 @@ Per frame: crop the search region at search_factor around the previous box (zero
 run the network with the cached template tokens, map the normalised box back to the frame and clip
 it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST: on every
 `update_interval`-th frame, if the score head's sigmoid exceeds `score_threshold`, the dynamic
-template is re-cropped around the new box. Template tokens are computed once per template.
+template is re-cropped around the new box; the target counts as present where the sigmoid reaches
+`present_threshold`. Template tokens are computed once per template.
 How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
 official tracker's rule, selected by loading an official release file.
 """
@@ -44,6 +45,7 @@ class TrackResult:
     seconds: np.ndarray  # [N] wall time spent on each frame
     updates: list[int]  # frame indices where the dynamic template was replaced
     initial_template: Tokens | None = None  # the initial template's tokens (batch axis 1), for reuse
+    present: np.ndarray | None = None  # [N] bool: score >= present_threshold (`target_present`); set by track_many
 
 
 @dataclass
@@ -59,6 +61,13 @@ class ResumePoint:
 def should_update(frame_index: int, score: float, settings: TrackerSettings) -> bool:
     """The STARK-ST rule: only on interval frames, and only above the threshold."""
     return frame_index % settings.update_interval == 0 and score > settings.score_threshold
+
+
+def target_present(scores: np.ndarray, settings: TrackerSettings) -> np.ndarray:
+    """[N] bool: whether the score says the target is in view, sigmoid(score) >= present_threshold.
+    A frame without a score (frame 0, every frame of STARK-S) counts as present."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.isnan(scores) | (scores >= settings.present_threshold)
 
 
 class StarkTracker:
@@ -99,9 +108,24 @@ class StarkTracker:
                              for f, b in zip(frames, boxes)))
         images = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         mask = torch.from_numpy(np.stack(masks)).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            tokens = self.model.forward_backbone(images, mask)
+        tokens = self._forward_templates(images, mask)
         return [tokens.select(i) for i in range(len(frames))]
+
+    # --- the network: the two calls an engine provides (onnx_tracker.py runs them on ONNX Runtime) ---
+    def _forward_templates(self, images: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        """Template crops [B, 3, Hz, Wz] (normalised), masks [B, Hz, Wz] -> Tokens with batch B."""
+        with torch.inference_mode(), self._autocast():
+            return self.model.forward_backbone(images, mask)
+
+    def _forward_search(self, templates: list[Tokens], search: torch.Tensor, search_mask: torch.Tensor
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """-> (boxes [B, 4] cxcywh normalised to the search crop, scores [B]: sigmoid, NaN without a score head)."""
+        with torch.inference_mode(), self._autocast():
+            out = self.model.forward_search(templates, search, search_mask)
+        boxes = out["pred_boxes"].float().cpu().numpy()
+        if "pred_logits" in out:
+            return boxes, out["pred_logits"].float().sigmoid().cpu().numpy()
+        return boxes, np.full(len(boxes), math.nan)
 
     def start(self, frame: np.ndarray, box_xywh) -> TrackState:
         return self.start_many([frame], [box_xywh])[0]
@@ -135,13 +159,8 @@ class StarkTracker:
         search = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
         search_mask = torch.from_numpy(np.stack(masks)).to(self.device)
         templates = [Tokens.stack([s.templates[t] for s in states]) for t in range(self.cfg.num_templates)]
-        with torch.inference_mode(), self._autocast():
-            out = self.model.forward_search(templates, search, search_mask)
-        boxes = (out["pred_boxes"].float() * self.cfg.search_size).cpu().numpy()  # cxcywh, crop pixels
-        if "pred_logits" in out:
-            scores = out["pred_logits"].float().sigmoid().cpu().numpy()
-        else:
-            scores = np.full(len(states), math.nan)
+        boxes, scores = self._forward_search(templates, search, search_mask)
+        boxes = boxes * self.cfg.search_size  # cxcywh, crop pixels
 
         due = []
         for i, (state, frame, window) in enumerate(zip(states, frames, windows)):
@@ -202,8 +221,9 @@ def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndar
             if frame is None:
                 active.remove(seq)
                 state = seq["state"]
-                result = TrackResult(np.array(seq["boxes"]), np.array(seq["scores"]), np.array(seq["seconds"]),
-                                     state.updates, state.templates[0])
+                scores = np.array(seq["scores"])
+                result = TrackResult(np.array(seq["boxes"]), scores, np.array(seq["seconds"]),
+                                     state.updates, state.templates[0], target_present(scores, tracker.settings))
                 if on_done:
                     on_done(seq["index"], result)
                 yield seq["index"], result

@@ -48,7 +48,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 500  # a resumable checkpoint to storage every N optimiser steps (and at the end)
     keep_checkpoints: int = 2  # resumable checkpoints kept per stage (the final.pt files are always kept)
     max_failures: int = 3  # worker-group restarts Ray Train makes (from the latest checkpoint) before failing
-    storage_path: str = "runs"  # local folder or s3://bucket/prefix; the run lives in <storage_path>/<name>
+    # local folder or s3://bucket/prefix; the run lives in <storage_path>/<name>. None: <home>/runs (platform/home.py)
+    storage_path: str | None = None
     seed: int = 0  # model initialisation and the data stream's sampling
     log_every_steps: int = 50  # a progress line and MLflow metrics every N steps
 
@@ -74,7 +75,7 @@ class TrainConfig:
             raise ValueError(f"train.score_label: {self.score_label!r} is not presence or box_iou")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"train.amp: {self.amp!r} is not one of none, bf16, fp16")
-        if not self.storage_path:
+        if self.storage_path is not None and not self.storage_path:
             raise ValueError("train.storage_path must be a folder or s3:// URI")
 
     def stage(self, stage: int) -> StageConfig:

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..console import PROGRESS_MARK
 from ..experiment import ExperimentConfig
 from ..mlflow_runs import MetricLogger
 from .step import TrainingState
@@ -137,10 +138,19 @@ class StageLoop:
 
 def say(line: str) -> None:
     """One progress line on the driver's console. Ray Train's patched `print` also tees to a wrapped
-    sys.stdout, which shows every line twice; the process's own stdout is forwarded once."""
+    sys.stdout, which shows every line twice; the process's own stdout is forwarded once. Marked as the
+    platform's own (console.PROGRESS_MARK) inside a Ray worker, so the driver keeps it on the terminal."""
     stream = sys.__stdout__ or sys.stdout
-    stream.write(line + "\n")
+    stream.write((PROGRESS_MARK if _in_ray_worker() else "") + line + "\n")
     stream.flush()
+
+
+def _in_ray_worker() -> bool:
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray._private.worker.global_worker.mode == ray.WORKER_MODE
 
 
 def _duration(seconds: float) -> str:

@@ -23,7 +23,8 @@ from ...model.stark import build_stark
 from .. import storage
 from ..checkpoint import save_checkpoint
 from ..experiment import ExperimentConfig, from_dict
-from ..model_loading import MLFLOW_SCHEMES, load_model
+from ..mlflow_runs import resolve_tracking_uri
+from ..model_loading import load_model
 from ..storage import StorageConfig
 from .progress import StageLoop
 from .run_layout import WORKER_CHECKPOINT_FILE
@@ -117,11 +118,8 @@ def build_model(cfg: ExperimentConfig, stage: int, fresh: bool, init_from: str |
         model_cfg = dataclasses.replace(model_cfg, backbone=dataclasses.replace(model_cfg.backbone, weights=None))
     model = build_stark(model_cfg)
     if fresh and init_from:
-        if init_from.startswith(MLFLOW_SCHEMES) and tracking_uri:
-            import mlflow
-
-            mlflow.set_tracking_uri(tracking_uri)
-        loaded = load_model(init_from, base_cfg=cfg.model, storage_cfg=storage_cfg)
+        uri = tracking_uri or resolve_tracking_uri(cfg.mlflow, cfg.home)  # where an MLflow URI resolves
+        loaded = load_model(init_from, base_cfg=cfg.model, storage_cfg=storage_cfg, tracking_uri=uri)
         result = model.load_state_dict(loaded.model.state_dict(), strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(f"train.init_from {init_from!r} does not fit model config: missing "

@@ -24,7 +24,7 @@ class TuneConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent_trials: int = 0  # 0 = as many as resources allow
-    storage_path: str = "stark-runs/tune"  # Tune's experiment folder (resume state lives here)
+    storage_path: str | None = None  # Tune's experiment folder (resume state lives here); None: <home>/tune
     seed: int = 0
 
     def validate(self) -> None:

@@ -73,12 +73,13 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
     for row in sorted(rows, key=lambda r: (r.update_interval, r.score_threshold)):
         writer.writerow({**dataclasses.asdict(row), "stopped_early": not row.complete})
     files["trials"] = write_file_atomic(out_dir / "trials.csv", buffer.getvalue().encode())
-    complete = [r for r in rows if r.complete]
+    grid = (cfg.tune.update_intervals, cfg.tune.score_thresholds) if cfg.tune.search == "grid" else None
     files["heatmap"] = plot_tuning_map(
-        [r.update_interval for r in complete], [r.score_threshold for r in complete], [r.score for r in complete],
-        out_dir / "heatmap.png", metric=metric,
+        [r.update_interval for r in rows], [r.score_threshold for r in rows], [r.score for r in rows],
+        out_dir / "heatmap.png", metric=metric, complete=[r.complete for r in rows], grid=grid,
         note=(f"{summary.completed} of {summary.trials} trials completed"
-              + (f"; {summary.stopped_early} stopped early by ASHA are not shown" if summary.stopped_early else "")
+              + (f"; {summary.stopped_early} stopped early by ASHA (partial: their score on the chunks they ran)"
+                 if summary.stopped_early else "")
               + ("; FLAT: nothing to tune" if summary.flat else "")))
     # what the best trial tracked with, crop rule included: the tuned model keeps it
     tuned_settings = dataclasses.asdict(trial_settings(settings, best.update_interval, best.score_threshold))

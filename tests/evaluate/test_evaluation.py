@@ -162,3 +162,43 @@ def test_sequences_are_chunked_so_that_every_ray_worker_gets_work(got10k_tree):
     assert max(len(c) for c in worker_chunks(sequences, batch_size=2, num_workers=2)) == 4  # two batches
     frames = [sum(s.num_frames for s in c) for c in worker_chunks(sequences[:5], batch_size=1, num_workers=4)]
     assert frames == sorted(frames, reverse=True)  # longest first
+
+
+def test_without_out_each_model_and_data_set_gets_its_own_folder_in_the_home(tmp_path, got10k_tree,
+                                                                             official_checkpoint, capsys):
+    root = tmp_path / "evals"
+    assert run_evaluate("--model", str(official_checkpoint), "--data", str(got10k_tree), "--split", "val",
+                        f"evaluate.output={root}") == 0
+    assert run_evaluate("--model", str(official_checkpoint), "--data", str(got10k_tree), "--split", "test",
+                        f"evaluate.output={root}") == 0
+    printed = capsys.readouterr().out
+    summaries = sorted(root.glob("*/*/summary.json"))
+    assert len(summaries) == 2 and summaries[0].parent != summaries[1].parent  # val kept beside test
+    assert all(p.parent.parent.name.startswith("STARKST_ep0050.pth.tar-") for p in summaries)
+    # one speed figure, defined where it is printed
+    assert printed.count("throughput") == 2 and "frames tracked / wall-clock seconds" in printed
+    assert "fps=" not in printed
+
+
+def test_progress_lines_arrive_as_sequences_finish_not_all_at_the_end(got10k_tree):
+    import time
+
+    torch.manual_seed(0)
+    cfg = preset_model_config("stark_tiny")
+    sequences = load_sequences(str(got10k_tree), split="val")
+    arrivals = []
+    track_sequences(pack_model(build_stark(cfg), cfg), TrackerSettings(), sequences,
+                    EvalConfig(num_workers=0, batch_size=1), on_result=lambda seq, _: arrivals.append(time.perf_counter()))
+    assert len(arrivals) == 3 and arrivals[1] - arrivals[0] > 0.01 and arrivals[2] - arrivals[1] > 0.01
+
+
+def test_the_report_draws_the_static_box_beside_the_model_in_its_plots(tmp_path, monkeypatch):
+    from stark.platform.evaluate import report as report_module
+
+    drawn = {}
+    monkeypatch.setattr(report_module, "plot_benchmark", lambda results, out, benchmark: drawn.update(results) or {})
+    seq, result = scored_sequence("s", [1.0, 0.8, 0.6], [float("nan"), 2.0, 1.0])
+    report_module.write_report("got10k", {"s": result}, [seq], tmp_path)
+    assert list(drawn) == ["STARK", report_module.STATIC_BOX]
+    static = report_module.static_box_metrics("got10k", [seq])
+    assert drawn[report_module.STATIC_BOX].scores["ao"] == static.scores["ao"] == 1.0  # the truth never moves here

@@ -48,3 +48,19 @@ def test_benchmark_plots_for_one_got10k_tracker(tmp_path):
 def test_plotting_nothing_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no trackers"):
         plot_success({}, tmp_path / "empty.png")
+
+
+def test_a_tuning_heatmap_has_every_grid_cell_completed_partial_or_empty(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from stark.platform.evaluate.plots import plot_tuning_map
+
+    texts = []
+    original = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, **kw: texts.append(s) or original(self, x, y, s, **kw))
+    # a 3 x 3 grid of which ASHA completed two trials, stopped two early, and seven never reported
+    path = plot_tuning_map([5, 10, 5, 25], [0.1, 0.1, 0.2, 0.05], [0.61, 0.55, 0.40, 0.38], tmp_path / "heatmap.png",
+                           metric="ao", complete=[True, True, False, False], grid=([5, 10, 25], [0.05, 0.1, 0.2]))
+    assert_png(path)
+    assert sorted(t for t in texts if "(partial)" not in t and t != "no result") == ["0.550", "0.610"]
+    assert sum("(partial)" in t for t in texts) == 2 and texts.count("no result") == 5

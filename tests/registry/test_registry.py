@@ -178,3 +178,24 @@ def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server,
     assert running.returncode != 0 and mlflow_server.url in err and "error:" in err, out + err[-2000:]
     mlflow_server.start()
     assert champion(mlflow_server) == weak
+
+
+def test_a_registered_version_keeps_its_description_and_loads_from_any_folder_by_its_uri(tmp_path, monkeypatch,
+                                                                                           random_checkpoint):
+    import mlflow
+
+    from stark.platform.model_loading import load_model
+    from stark.platform.registry.versions import register_checkpoint
+
+    uri = f"sqlite:///{tmp_path}/home/mlflow.db"
+    (tmp_path / "home").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    before = mlflow.get_tracking_uri()
+    version = register_checkpoint(str(random_checkpoint), {}, "stark", uri, {"stark.variant": "ST"},
+                                  "fine-tuned on the demo data")
+    assert version.description == "fine-tuned on the demo data" and version.tags["stark.variant"] == "ST"
+    loaded = load_model("models:/stark/1", tracking_uri=uri)
+    assert loaded.kind == "mlflow" and loaded.model_cfg.variant == "ST"
+    assert mlflow.get_tracking_uri() == before  # nothing process-wide was set
+    assert list((tmp_path / "elsewhere").iterdir()) == []  # and nothing landed in the working folder

@@ -269,8 +269,6 @@ def test_evaluation_workers_receive_crop_rule_through_their_settings():
 @pytest.mark.slow
 def test_a_registered_official_file_keeps_the_official_rule(tmp_path, monkeypatch):
     """`stark register` turns an official file into a platform checkpoint: the rule travels with it."""
-    import mlflow
-
     from stark.jobs.register import register
 
     monkeypatch.chdir(tmp_path)
@@ -280,7 +278,6 @@ def test_a_registered_official_file_keeps_the_official_rule(tmp_path, monkeypatc
     path = tmp_path / "STARKST_ep0050.pth.tar"
     write_release_file(path, official_state_dict(build_stark(cfg.model)))
     version = register(cfg, str(path), log=lambda *_: None)
-    mlflow.set_tracking_uri(uri)
-    loaded = load_model(f"models:/{cfg.registry.model_name}/{version.version}")
+    loaded = load_model(f"models:/{cfg.registry.model_name}/{version.version}", tracking_uri=uri)
     assert loaded.tracker == {"crop_rule": "official"}
     assert cfg.tracker_choice.for_model(loaded.tracker).crop_rule == "official"

@@ -35,7 +35,7 @@ def test_tracking_a_video_writes_boxes_and_an_annotated_video(tmp_path, video_an
     assert "frames/s" in capsys.readouterr().err
     with open(out / "boxes.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and list(rows[0]) == ["frame", "x", "y", "w", "h", "score"]
+    assert len(rows) == 12 and list(rows[0]) == ["frame", "x", "y", "w", "h", "score", "present"]
     assert [float(rows[0][k]) for k in "xywh"] == pytest.approx(list(box), abs=0.01)
     assert rows[0]["score"] == "" and 0.0 <= float(rows[5]["score"]) <= 1.0
     annotated = decord.VideoReader(str(out / "tracked.mp4"))

@@ -237,8 +237,6 @@ def test_stage_two_leaves_every_non_score_head_parameter_bit_identical(trained):
 
 @pytest.mark.slow
 def test_mlflow_holds_the_params_metrics_and_checkpoint_of_the_run(trained):
-    import mlflow
-
     from stark.platform.model_loading import load_model
 
     folder, _, _ = trained
@@ -259,11 +257,7 @@ def test_mlflow_holds_the_params_metrics_and_checkpoint_of_the_run(trained):
     client = mlflow_client(folder)
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
     assert stages[2].info.artifact_uri.startswith(str(folder / "mlruns"))  # beside the sqlite file
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    try:
-        loaded = load_model(f"runs:/{stages[2].info.run_id}/checkpoint")
-    finally:
-        mlflow.set_tracking_uri(None)
+    loaded = load_model(f"runs:/{stages[2].info.run_id}/checkpoint", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     final = torch.load(stage_dir(folder, 2) / "final.pt", weights_only=True)
     assert loaded.kind == "mlflow" and loaded.checkpoint["stage"] == 2
     assert all(torch.equal(v, final["model"][k]) for k, v in loaded.model.state_dict().items())
