@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.support.model_fixtures import crops, preset_model_config, randomise_statistics
+from tests.support.model_fixtures import official_model_config, crops, preset_model_config, randomise_statistics
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import load_config, to_dict
@@ -40,9 +40,7 @@ def test_the_architecture_of_an_official_file_is_read_off_its_weights(preset):
 
 
 def test_an_official_file_loads_without_naming_a_preset(tmp_path):
-    cfg = preset_model_config("stark_tiny")
-    # an official network: frozen BatchNorm, layer3 strided (the tiny preset's own choices are not official)
-    cfg.backbone.norm, cfg.backbone.dilate_layer3 = "frozen", False
+    cfg = official_model_config("stark_tiny")
     torch.manual_seed(2)
     source = build_stark(cfg)
     randomise_statistics(source)

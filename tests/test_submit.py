@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.model_fixtures import preset_model_config
+from tests.support.model_fixtures import official_model_config, preset_model_config
 from stark.jobs import submit as submit_job
 from stark.model.stark import build_stark
 from stark.platform.ingest.synthetic import make_sequences, write_got10k
@@ -101,7 +101,7 @@ def got10k_and_checkpoint(tmp_path_factory):
     write_got10k(str(root / "got10k"), {"val": make_sequences(VAL, 24, (160, 120), seed=0)})
     torch.manual_seed(0)
     checkpoint = root / "STARKST_ep0050.pth.tar"
-    write_release_file(checkpoint, official_state_dict(build_stark(preset_model_config("stark_tiny"))))
+    write_release_file(checkpoint, official_state_dict(build_stark(official_model_config("stark_tiny"))))
     return root / "got10k", checkpoint
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support.model_fixtures import preset_model_config
+from tests.support.model_fixtures import official_model_config, preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
 from stark.platform.evaluate.report import score_auc, score_labels
@@ -37,7 +37,7 @@ def got10k_tree(tmp_path_factory):
 def official_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "STARKST_ep0050.pth.tar"
-    write_release_file(path, official_state_dict(build_stark(preset_model_config("stark_tiny"))))
+    write_release_file(path, official_state_dict(build_stark(official_model_config("stark_tiny"))))
     return path
 
 

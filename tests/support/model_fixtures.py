@@ -12,6 +12,16 @@ def preset_model_config(name: str, **model_overrides) -> ModelConfig:
     return load_config(name, overrides).model
 
 
+# the official network's choices: frozen BatchNorm, strided layer3, a score head on the decoder embedding
+# alone (what every STARK release file is; the tiny preset trains otherwise)
+OFFICIAL_NETWORK = ["model.backbone.norm=frozen", "model.backbone.dilate_layer3=false", "model.head.score_input=query"]
+
+
+def official_model_config(name: str, **model_overrides) -> ModelConfig:
+    """A preset's sizes with the official network's choices (OFFICIAL_NETWORK)."""
+    return load_config(name, OFFICIAL_NETWORK + [f"model.{k}={v}" for k, v in model_overrides.items()]).model
+
+
 def randomise_statistics(model: torch.nn.Module, seed: int = 0) -> None:
     """Give every BatchNorm buffer non-trivial values so a mis-mapped key changes the output."""
     gen = torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.support.model_fixtures import preset_model_config
+from tests.support.model_fixtures import OFFICIAL_NETWORK, preset_model_config
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import ConfigError, load_config, to_dict
@@ -238,7 +238,7 @@ def test_an_official_tracker_feeds_the_network_official_crops_and_maps_boxes_bac
 
 
 def test_an_official_file_tracks_with_the_official_rule_unless_the_command_line_says_otherwise(tmp_path):
-    cfg = load_config("stark_tiny")
+    cfg = load_config("stark_tiny", OFFICIAL_NETWORK)
     torch.manual_seed(2)
     model = build_stark(cfg.model)
     official_path = tmp_path / "STARKST_ep0050.pth.tar"
@@ -273,7 +273,7 @@ def test_a_registered_official_file_keeps_the_official_rule(tmp_path, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = load_config("stark_tiny", [f"mlflow.tracking_uri={uri}"])
+    cfg = load_config("stark_tiny", [f"mlflow.tracking_uri={uri}", *OFFICIAL_NETWORK])
     torch.manual_seed(2)
     path = tmp_path / "STARKST_ep0050.pth.tar"
     write_release_file(path, official_state_dict(build_stark(cfg.model)))
