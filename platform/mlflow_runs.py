@@ -69,11 +69,19 @@ def mlflow_client(tracking_uri: str):
 
 
 def experiment_id(client, name: str, tracking_uri: str) -> str:
-    """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it)."""
+    """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it).
+    Two jobs may both find it missing: the one whose create loses reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri))
+    try:
+        return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri))
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+            raise
+    return client.get_experiment_by_name(name).experiment_id
 
 
 def _param_value(value: Any) -> str:
