@@ -361,6 +361,10 @@ def move_aliases(client, tracking_uri: str, name: str, cfg: RegistryConfig, lock
     client.set_registered_model_tag(name, MOVING_TAG, json.dumps(
         {"champion": before[0], "previous": before[1], "to": list(to), "candidate": candidate,
          "holder": lock.holder}))
+    cut_off = RegistryError(
+        f"the MLflow server at {tracking_uri} stopped answering while {cfg.champion_alias} and "
+        f"{cfg.previous_alias} were being moved; the next `stark promote` or `stark rollback` puts them back to "
+        f"{before[0] or 'none'} and {before[1] or 'none'}")
     try:
         _set_alias(client, name, cfg.champion_alias, to[0])
         _set_alias(client, name, cfg.previous_alias, to[1])
@@ -370,12 +374,12 @@ def move_aliases(client, tracking_uri: str, name: str, cfg: RegistryConfig, lock
             _set_alias(client, name, cfg.previous_alias, before[1])
             client.delete_registered_model_tag(name, MOVING_TAG)
         except Exception:  # noqa: BLE001 - the journal stays; the next promote or rollback undoes the move
-            raise RegistryError(
-                f"the MLflow server at {tracking_uri} stopped answering while {cfg.champion_alias} and "
-                f"{cfg.previous_alias} were being moved; the next `stark promote` or `stark rollback` puts them "
-                f"back to {before[0] or 'none'} and {before[1] or 'none'}") from exc
+            raise cut_off from exc
         raise
-    client.delete_registered_model_tag(name, MOVING_TAG)
+    try:
+        client.delete_registered_model_tag(name, MOVING_TAG)
+    except Exception as exc:  # both moved, but the journal stays: the next promote or rollback undoes the move
+        raise cut_off from exc
 
 
 def undo_interrupted_move(client, name: str, cfg: RegistryConfig, log=print) -> None:
