@@ -79,11 +79,19 @@ def mlflow_client(tracking_uri: str):
 
 def experiment_id(client, name: str, tracking_uri: str) -> str:
     """The id of experiment `name`, created on first use (an embedded store keeps its artifacts beside it),
-    tagged as model development (an older experiment gets the tag the first time it is used)."""
+    tagged as model development (an older experiment gets the tag the first time it is used). Two jobs may
+    both find it missing: the one whose create loses reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri),
-                                        tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
+        try:
+            return client.create_experiment(name, artifact_location=embedded_artifact_location(tracking_uri),
+                                            tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                raise
+        found = client.get_experiment_by_name(name)
     if EXPERIMENT_KIND_TAG not in found.tags:
         client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
     return found.experiment_id

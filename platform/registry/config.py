@@ -16,7 +16,9 @@ class RegistryConfig:
     confidence: float = 0.95  # ... with a paired bootstrap putting P(mean difference > 0) at least here
     bootstrap_samples: int = 10000
     min_first_metric: float = 0.0  # optional absolute floor a first model must also reach (0 = only the static box)
-    lock_timeout_s: float = 900.0  # a promotion lock older than this is taken as abandoned
+    # the promotion lock's holder renews a heartbeat every lease/4; a lock whose heartbeat is older than this
+    # (or whose holder is a process of this host that no longer runs) is taken as abandoned and broken
+    lock_lease_s: float = 60.0
     lock_wait_s: float = 1800.0  # how long a promotion waits for another one to finish
     seed: int = 0
 
@@ -31,3 +33,5 @@ class RegistryConfig:
             raise ValueError("registry.margin must be >= 0 and registry.bootstrap_samples >= 100")
         if self.metric not in ("auto", "ao", "auc"):
             raise ValueError(f"registry.metric: {self.metric!r} is not auto, ao or auc")
+        if self.lock_lease_s < 1.0 or self.lock_wait_s < 0:
+            raise ValueError("registry.lock_lease_s must be >= 1 and registry.lock_wait_s >= 0")

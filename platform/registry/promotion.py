@@ -10,7 +10,8 @@ that). `min_first_metric` is an optional absolute floor a first model must also 
 Evaluations are stored as MLflow runs tagged with the model version and the data hash, and reused when
 the same version meets the same data again. The record says whether the promotion sequences are the
 ones the candidate's settings were tuned on (`stark.promotion.tune_overlap`). Promotions are
-serialised by the registry lock, and the alias is read back after it is set.
+serialised by the registry lock (versions.PromotionLock, broken when its holder's heartbeat stops), the
+two aliases move together or not at all (move_aliases), and the champion is read back after it is set.
 """
 from __future__ import annotations
 
@@ -268,7 +269,8 @@ def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence]
     hash_ = data_hash(sequences)
     try:
         candidate = resolve_version(client, candidate_uri)
-        with PromotionLock(client, name, cfg.lock_timeout_s, cfg.lock_wait_s):
+        with PromotionLock(client, name, cfg.lock_lease_s, cfg.lock_wait_s, log=log) as lock:
+            undo_interrupted_move(client, name, cfg, log)
             champion = alias_version(client, name, cfg.champion_alias)
             log(f"candidate {name}/{candidate}, champion {f'{name}/{champion}' if champion else 'none'}, "
                 f"{len(sequences)} sequence(s), data hash {hash_}, metric {metric}")
@@ -295,10 +297,15 @@ def promote(tracking_uri: str, candidate_uri: str, sequences: list[EvalSequence]
                                      champ_scores, static_scores)
             after = champion
             if decision.promote:
+                previous = alias_version(client, name, cfg.previous_alias)
                 try:
-                    move_champion(client, name, candidate, champion, cfg)
+                    move_aliases(client, tracking_uri, name, cfg, lock, (candidate, champion or previous),
+                                 before=(champion, previous), candidate=candidate)
                 except Exception:
-                    client.set_model_version_tag(name, candidate, "stark.promotion.decision", "promotion-failed")
+                    try:
+                        client.set_model_version_tag(name, candidate, "stark.promotion.decision", "promotion-failed")
+                    except Exception:  # noqa: BLE001 - the server is gone; the move's own error says what to do
+                        pass
                     raise
                 after = alias_version(client, name, cfg.champion_alias)
                 if after != candidate:
@@ -327,17 +334,75 @@ def candidate_tune_overlap(client, name: str, version: str, sequences: list[Eval
     return tune_overlap(tuned, sequences)
 
 
-def move_champion(client, name: str, new: str, old: str | None, cfg: RegistryConfig) -> None:
-    """champion -> new first (the alias that matters), then previous-champion -> old. If the second
-    write fails, champion is put back so the pair never disagrees."""
-    client.set_registered_model_alias(name, cfg.champion_alias, new)
-    if old is None:
-        return
+# --- moving the aliases: champion and previous-champion change together, or not at all ------------------
+MOVING_TAG = "stark.aliases.moving"  # on the registered model while its two aliases are being changed
+
+
+def _set_alias(client, name: str, alias: str, version: str | None) -> None:
+    if version is not None:
+        client.set_registered_model_alias(name, alias, version)
+    elif alias_version(client, name, alias) is not None:
+        client.delete_registered_model_alias(name, alias)
+
+
+def move_aliases(client, tracking_uri: str, name: str, cfg: RegistryConfig, lock: PromotionLock,
+                 to: tuple[str, str | None], before: tuple[str | None, str | None],
+                 candidate: str | None = None) -> None:
+    """(champion, previous-champion) <- `to`, from `before`, under `lock`.
+
+    The pair is journalled: tag MOVING_TAG on the registered model names `before` while the two alias
+    writes run, and is removed after them. If the server goes away between them (one alias moved, the other
+    not), the writes are undone here when the server still answers, else by the next promote or rollback
+    (undo_interrupted_move, the first thing done under the lock), so a reader never keeps a pair that
+    disagrees."""
+    if not lock.still_held():
+        raise RegistryError(f"lost {lock.name} (its heartbeat could not be renewed within "
+                            f"{lock.lease_s:.0f}s); the aliases were not changed")
+    client.set_registered_model_tag(name, MOVING_TAG, json.dumps(
+        {"champion": before[0], "previous": before[1], "to": list(to), "candidate": candidate,
+         "holder": lock.holder}))
+    cut_off = RegistryError(
+        f"the MLflow server at {tracking_uri} stopped answering while {cfg.champion_alias} and "
+        f"{cfg.previous_alias} were being moved; the next `stark promote` or `stark rollback` puts them back to "
+        f"{before[0] or 'none'} and {before[1] or 'none'}")
     try:
-        client.set_registered_model_alias(name, cfg.previous_alias, old)
-    except Exception:
-        client.set_registered_model_alias(name, cfg.champion_alias, old)
+        _set_alias(client, name, cfg.champion_alias, to[0])
+        _set_alias(client, name, cfg.previous_alias, to[1])
+    except Exception as exc:
+        try:
+            _set_alias(client, name, cfg.champion_alias, before[0])
+            _set_alias(client, name, cfg.previous_alias, before[1])
+            client.delete_registered_model_tag(name, MOVING_TAG)
+        except Exception:  # noqa: BLE001 - the journal stays; the next promote or rollback undoes the move
+            raise cut_off from exc
         raise
+    try:
+        client.delete_registered_model_tag(name, MOVING_TAG)
+    except Exception as exc:  # both moved, but the journal stays: the next promote or rollback undoes the move
+        raise cut_off from exc
+
+
+def undo_interrupted_move(client, name: str, cfg: RegistryConfig, log=print) -> None:
+    """If an alias move was cut off (its journal tag is still there), put both aliases back to where they
+    were before it, and mark its candidate. Runs under the promotion lock."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        journal = client.get_registered_model(name).tags.get(MOVING_TAG)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return  # no model yet, so no alias either
+        raise
+    if not journal:
+        return
+    before = json.loads(journal)
+    _set_alias(client, name, cfg.champion_alias, before["champion"])
+    _set_alias(client, name, cfg.previous_alias, before["previous"])
+    if before.get("candidate"):
+        client.set_model_version_tag(name, before["candidate"], "stark.promotion.decision", "promotion-interrupted")
+    client.delete_registered_model_tag(name, MOVING_TAG)
+    log(f"  an alias move by {before.get('holder', '?')} was cut off: {cfg.champion_alias} back to "
+        f"{before['champion'] or 'none'}, {cfg.previous_alias} back to {before['previous'] or 'none'}")
 
 
 def rollback(tracking_uri: str, cfg: RegistryConfig, log=print) -> tuple[str, str]:
@@ -345,14 +410,14 @@ def rollback(tracking_uri: str, cfg: RegistryConfig, log=print) -> tuple[str, st
     client = mlflow_client(tracking_uri)
     name = cfg.model_name
     try:
-        with PromotionLock(client, name, cfg.lock_timeout_s, cfg.lock_wait_s):
+        with PromotionLock(client, name, cfg.lock_lease_s, cfg.lock_wait_s, log=log) as lock:
+            undo_interrupted_move(client, name, cfg, log)
             current = alias_version(client, name, cfg.champion_alias)
             previous = alias_version(client, name, cfg.previous_alias)
             if previous is None:
                 raise RegistryError(f"{name} has no {cfg.previous_alias} to roll back to")
-            client.set_registered_model_alias(name, cfg.champion_alias, previous)
+            move_aliases(client, tracking_uri, name, cfg, lock, (previous, current), before=(current, previous))
             if current is not None:
-                client.set_registered_model_alias(name, cfg.previous_alias, current)
                 client.set_model_version_tag(name, current, "stark.rolled_back", "true")
             log(f"{cfg.champion_alias}: {name}/{current} -> {name}/{previous}")
             return current, previous

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -146,54 +147,175 @@ def register_checkpoint(checkpoint_path: str, content: dict, name: str, tracking
 
 
 # --- a lock that serialises promotions ------------------------------------------------------------
+def _already_exists(exc: Exception) -> bool:
+    """A create that lost to an existing name. The sqlite store reports a name that was deleted between its
+    failed insert and its look-up of the holder as 'not found': lost as well."""
+    text = str(exc)
+    return any(s in text for s in ("RESOURCE_ALREADY_EXISTS", "already exists", "RESOURCE_DOES_NOT_EXIST",
+                                   "not found"))
+
+
+def _process_gone(holder: str) -> bool:
+    """True when `holder` (host:pid:token) names a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
 class PromotionLock:
     """Mutual exclusion through the registry itself: creating a registered model is atomic in the
     tracking store (its name is unique), so whoever creates `<name>.promotion-lock` holds the lock.
-    A lock older than `timeout_s` (a crashed promotion) is broken; the break-and-retake is again
-    decided by that one atomic create."""
 
-    def __init__(self, client, model_name: str, timeout_s: float, wait_s: float, poll_s: float = 0.5):
-        self.client, self.timeout_s, self.wait_s, self.poll_s = client, timeout_s, wait_s, poll_s
+    The lock names its holder (`holder` = host:pid:token) and carries a heartbeat (`heartbeat_at`, wall
+    clock) that a thread of the holder renews every lease/4 while it holds the lock. A lock is abandoned,
+    and broken, when its heartbeat is older than `lease_s` (the holder's machine or the tracking server
+    went away mid-promotion; hosts' clocks are assumed to agree well within a lease) or at once when its
+    holder is a process of this host that no longer runs.
+
+    Breaking is decided by a second atomic create, `<name>.promotion-lock.break.<token>`: of several
+    waiters that find the same lock abandoned, only the one that creates that marker deletes it, after
+    reading again that the lock still is that holder's, so a lock taken in the meantime is never deleted.
+    A holder checks `still_held()` before it changes anything: a heartbeat that could not be renewed
+    within the lease means someone may have broken the lock, and the holder must stop."""
+
+    def __init__(self, client, model_name: str, lease_s: float, wait_s: float, poll_s: float = 0.5, log=None):
+        self.client, self.lease_s, self.wait_s, self.poll_s = client, lease_s, wait_s, poll_s
+        self.log = log or (lambda line: None)
         self.name = f"{model_name}.promotion-lock"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.token = uuid.uuid4().hex[:12]
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{self.token}"
+        self._renewed = 0.0  # time.monotonic() of the last heartbeat the server took
+        self._stop = threading.Event()
+        self._heart: threading.Thread | None = None
 
     def __enter__(self) -> "PromotionLock":
-        from mlflow.exceptions import MlflowException
-
         deadline = time.monotonic() + self.wait_s
+        waiting_on = None
         while True:
-            try:
-                self.client.create_registered_model(
-                    self.name, tags={"owner": self.owner, "acquired_at": f"{time.time():.3f}"},
-                    description="Held while a `stark promote` or `stark rollback` runs; delete it only if "
-                                "that process is gone.")
+            if self._try_create():
                 return self
-            except MlflowException as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
-                    raise
-            self._break_if_stale()
+            held = self._read()
+            if held is not None:
+                holder = held.get("holder", "?")
+                if self._abandoned(held):
+                    self.log(f"  breaking {self.name}: its holder {holder} is gone")
+                    self._break(held)
+                    continue
+                if holder != waiting_on:
+                    self.log(f"  waiting for {self.name}, held by {holder} (at most {self.wait_s:.0f}s)")
+                    waiting_on = holder
             if time.monotonic() > deadline:
                 raise RegistryError(f"another promotion holds {self.name} for longer than {self.wait_s:.0f}s")
             time.sleep(self.poll_s)
 
-    def _break_if_stale(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            held = self.client.get_registered_model(self.name)
-            acquired = float(held.tags.get("acquired_at", "0"))
-            if time.time() - acquired > self.timeout_s:
-                self.client.delete_registered_model(self.name)
-        except MlflowException:
-            pass  # released (or broken by someone else) in the meantime: just retry
-
     def __exit__(self, *exc_info) -> None:
         from mlflow.exceptions import MlflowException
 
+        self._stop.set()
+        if self._heart is not None:
+            self._heart.join()
         try:
-            held = self.client.get_registered_model(self.name)
-            if held.tags.get("owner") == self.owner:
+            held = self._read()
+            if held is not None and held.get("holder") == self.holder:
                 self.client.delete_registered_model(self.name)
         except MlflowException:
+            pass  # left behind: the next promotion breaks it, at once on this host, else after the lease
+        except Exception:  # noqa: BLE001 - the server is not answering: the same
             pass
 
+    def still_held(self) -> bool:
+        """Whether this process may still act as the holder: its last heartbeat is within the lease and
+        the lock still names it."""
+        if time.monotonic() - self._renewed > self.lease_s * 0.75:
+            return False
+        held = self._read()
+        return held is not None and held.get("holder") == self.holder
+
+    # --- the pieces -----------------------------------------------------------------------------------
+    def _try_create(self) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        now = f"{time.time():.3f}"
+        try:
+            self.client.create_registered_model(
+                self.name, tags={"holder": self.holder, "acquired_at": now, "heartbeat_at": now},
+                description="Held while a `stark promote` or `stark rollback` runs; broken automatically "
+                            "when its holder's heartbeat stops.")
+        except MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+            return False
+        self._renewed = time.monotonic()
+        self._heart = threading.Thread(target=self._beat, name="promotion-lock-heartbeat", daemon=True)
+        self._heart.start()
+        return True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
+            try:
+                held = self._read()
+                if held is None or held.get("holder") != self.holder:
+                    return  # broken by someone else: still_held() now says so
+                self.client.set_registered_model_tag(self.name, "heartbeat_at", f"{time.time():.3f}")
+                self._renewed = time.monotonic()
+            except Exception:  # noqa: BLE001 - the server is not answering: try again next beat
+                pass
+
+    def _read(self) -> dict[str, str] | None:
+        """The lock's tags, or None when nobody holds it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client.get_registered_model(self.name).tags)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def _abandoned(self, held: dict[str, str]) -> bool:
+        beat = held.get("heartbeat_at") or held.get("acquired_at") or "0"
+        try:
+            age = time.time() - float(beat)
+        except ValueError:
+            age = float("inf")
+        return age > self.lease_s or _process_gone(held.get("holder", ""))
+
+    def _break(self, held: dict[str, str]) -> None:
+        """Delete the abandoned lock `held`, unless another waiter is doing so or it changed hands."""
+        from mlflow.exceptions import MlflowException
+
+        token = held.get("holder", "").rpartition(":")[2] or "unnamed"
+        marker = f"{self.name}.break.{token}"
+        try:
+            self.client.create_registered_model(marker, tags={"by": self.holder})
+        except MlflowException as exc:
+            if not _already_exists(exc):
+                raise
+            self._clear_stale_marker(marker)
+            return  # another waiter breaks it
+        try:
+            now = self._read()
+            if now is not None and now.get("holder") == held.get("holder"):
+                self.client.delete_registered_model(self.name)
+        finally:
+            self.client.delete_registered_model(marker)
+
+    def _clear_stale_marker(self, marker: str) -> None:
+        """A breaker that died between its two deletes would block every later break: a marker older
+        than a lease is removed."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            made = self.client.get_registered_model(marker).creation_timestamp / 1000.0
+            if time.time() - made > self.lease_s:
+                self.client.delete_registered_model(marker)
+        except MlflowException:
+            pass  # gone already

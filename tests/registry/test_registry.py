@@ -133,33 +133,66 @@ def test_first_model_then_a_clearly_better_one_then_a_worse_and_an_equal_one_the
     assert champion(mlflow_server) == weak
 
 
-def test_two_concurrent_promotions_leave_one_consistent_champion(mlflow_server, trained_checkpoint,
-                                                               random_checkpoint, own_track_tree):
-    a = register(mlflow_server, random_checkpoint)
+def aliases(server) -> tuple[str | None, str | None]:
+    from stark.platform.mlflow_runs import mlflow_client
+    from stark.platform.registry.versions import alias_version
+
+    client = mlflow_client(server.url)
+    return alias_version(client, MODEL, "champion"), alias_version(client, MODEL, "previous-champion")
+
+
+def no_lock_or_journal_left(server) -> bool:
+    from stark.platform.mlflow_runs import mlflow_client
+    from stark.platform.registry.promotion import MOVING_TAG
+
+    client = mlflow_client(server.url)
+    return (client.search_registered_models(f"name LIKE '{MODEL}.promotion-lock%'") == []
+            and MOVING_TAG not in client.get_registered_model(MODEL).tags)
+
+
+@pytest.mark.parametrize("experiments", ["fresh", "already there"])
+def test_of_two_concurrent_promotions_of_equal_models_exactly_one_wins(mlflow_server, trained_checkpoint,
+                                                                       own_track_tree, experiments):
+    """Two versions of the same weights, promoted at the same time: serialised, the second meets the first as
+    champion and ties it (NOT PROMOTED, below the margin). Without the lock both read 'no champion' and both
+    print PROMOTED, the second silently replacing the first: a lost update. On a fresh server they also race
+    to create the experiments they file runs under."""
+    if experiments == "already there":
+        from stark.platform.mlflow_runs import EXPERIMENTS, experiment_id, mlflow_client
+
+        for name in EXPERIMENTS.values():
+            experiment_id(mlflow_client(mlflow_server.url), name, mlflow_server.url)
+    a = register(mlflow_server, trained_checkpoint)
     b = register(mlflow_server, trained_checkpoint)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
     command = [sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--data",
                str(own_track_tree(trained_checkpoint)), "--split", "val", "evaluate.num_workers=0"]
     both = [subprocess.Popen(command + ["--candidate", f"models:/{MODEL}/{v}"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for v in (a, b)]
-    outputs = [p.communicate(timeout=600) for p in both]
+    outputs = [p.communicate(timeout=900) for p in both]
     assert all(p.returncode == 0 for p in both), [o[1][-2000:] for o in outputs]
 
-    final = champion(mlflow_server)
-    assert final in (a, b)
-    tags = version_tags(mlflow_server, final)
-    assert tags["stark.promotion.decision"] == "promoted"
-    from stark.platform.mlflow_runs import mlflow_client
-    from stark.platform.registry.versions import alias_version
-
-    previous = alias_version(mlflow_client(mlflow_server.url), MODEL, "previous-champion")
-    # the champion won against exactly the model it replaced (none if it was promoted first)
-    assert tags["stark.promotion.compared_to"] == (previous or "none")
-    assert mlflow_client(mlflow_server.url).search_registered_models(f"name = '{MODEL}.promotion-lock'") == []
+    promoted = [v for v, (out, _) in zip((a, b), outputs) if "\nPROMOTED" in out]
+    assert len(promoted) == 1, [out for out, _ in outputs]  # two: a lost update
+    winner, = promoted
+    loser = b if winner == a else a
+    assert aliases(mlflow_server) == (winner, None)
+    lost = version_tags(mlflow_server, loser)
+    assert lost["stark.promotion.decision"] == "rejected" and lost["stark.promotion.compared_to"] == winner
+    assert version_tags(mlflow_server, winner)["stark.promotion.compared_to"] == "none"
+    assert no_lock_or_journal_left(mlflow_server)
 
 
-def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server, trained_checkpoint,
-                                                                 random_checkpoint, own_track_tree):
+def promote_through(url: str, version, data, timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+    return subprocess.run([sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--candidate",
+                           f"models:/{MODEL}/{version}", "--data", str(data), "--split", "val",
+                           "evaluate.num_workers=0"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged_and_the_next_promotion_runs(
+        mlflow_server, trained_checkpoint, random_checkpoint, own_track_tree):
     weak_data = own_track_tree(random_checkpoint)
     weak = register(mlflow_server, random_checkpoint)
     assert promote(mlflow_server, weak, weak_data).returncode == 0 and champion(mlflow_server) == weak
@@ -178,6 +211,69 @@ def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged(mlflow_server,
     assert running.returncode != 0 and mlflow_server.url in err and "error:" in err, out + err[-2000:]
     mlflow_server.start()
     assert champion(mlflow_server) == weak
+
+    # its lock is still there, its holder gone: the next promotion takes it at once, not after a lease
+    again = promote(mlflow_server, strong, own_track_tree(trained_checkpoint))
+    assert again.returncode == 0 and "\nPROMOTED" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert "breaking" in again.stdout
+    assert aliases(mlflow_server) == (strong, weak) and no_lock_or_journal_left(mlflow_server)
+
+
+ALIAS = "/api/2.0/mlflow/registered-models/alias"
+# where the server goes away during the alias writes of a promotion from (weak, none) to (strong, weak)
+CUTS = {
+    "champion moved, previous-champion not yet": lambda method, path, n: (method, path) == ("POST", ALIAS) and n == 1,
+    "both moved, the journal not yet cleared": lambda method, path, n: (
+        method == "DELETE" and path == "/api/2.0/mlflow/registered-models/delete-tag"),
+}
+
+
+@pytest.mark.parametrize("cut", list(CUTS))
+def test_a_promotion_cut_off_between_its_alias_writes_is_undone_by_the_next_one(
+        mlflow_server, trained_checkpoint, random_checkpoint, own_track_tree, cut):
+    from tests.support.http_cut import HttpCut
+
+    weak = register(mlflow_server, random_checkpoint)
+    assert promote(mlflow_server, weak, own_track_tree(random_checkpoint)).returncode == 0
+    strong = register(mlflow_server, trained_checkpoint)
+    proxy = HttpCut(mlflow_server.url, CUTS[cut])
+    try:
+        cut_off = promote_through(proxy.url, strong, own_track_tree(trained_checkpoint))
+    finally:
+        proxy.close()
+    assert proxy.down, "the cut never came"
+    assert cut_off.returncode == 1 and "puts them back" in cut_off.stderr, cut_off.stdout + cut_off.stderr[-2000:]
+
+    # the server is back (it never left; the way to it did): the next promotion undoes the cut-off move,
+    # breaks the lock its dead holder left, and promotes on the same evidence
+    again = promote(mlflow_server, strong, own_track_tree(trained_checkpoint))
+    assert again.returncode == 0 and "\nPROMOTED" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert "was cut off" in again.stdout and "breaking" in again.stdout
+    assert aliases(mlflow_server) == (strong, weak) and no_lock_or_journal_left(mlflow_server)
+    assert version_tags(mlflow_server, strong)["stark.promotion.decision"] == "promoted"
+
+
+def test_a_rollback_cut_off_between_its_alias_writes_is_undone_by_the_next_rollback(
+        mlflow_server, trained_checkpoint, random_checkpoint, own_track_tree):
+    from tests.support.http_cut import HttpCut
+
+    weak = register(mlflow_server, random_checkpoint)
+    assert promote(mlflow_server, weak, own_track_tree(random_checkpoint)).returncode == 0
+    strong = register(mlflow_server, trained_checkpoint)
+    assert promote(mlflow_server, strong, own_track_tree(trained_checkpoint)).returncode == 0
+    assert aliases(mlflow_server) == (strong, weak)
+    proxy = HttpCut(mlflow_server.url, CUTS["champion moved, previous-champion not yet"])
+    try:
+        cut_off = stark_job("stark.jobs.rollback", "--config", "stark_tiny",
+                            env_extra={"MLFLOW_TRACKING_URI": proxy.url, "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"})
+    finally:
+        proxy.close()
+    assert proxy.down and cut_off.returncode == 1 and "puts them back" in cut_off.stderr, cut_off.stderr[-2000:]
+
+    back = stark_job("stark.jobs.rollback", "--config", "stark_tiny", server=mlflow_server)
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert "was cut off" in back.stdout and "breaking" in back.stdout, back.stdout
+    assert aliases(mlflow_server) == (weak, strong) and no_lock_or_journal_left(mlflow_server)
 
 
 def test_a_registered_version_keeps_its_description_and_loads_from_any_folder_by_its_uri(tmp_path, monkeypatch,
