@@ -133,7 +133,10 @@ def test_the_kustomization_applies_every_long_lived_manifest_and_no_job():
 
 
 # --- RayJobs: real stark commands ---------------------------------------------------------------
-class Accepted(Exception):
+class Accepted(BaseException):
+    """Raised where the job has its config; a BaseException, so that the jobs' error boundary (which turns
+    every Exception into an exit code) lets it through to the test."""
+
     def __init__(self, job_args, cfg):
         super().__init__("accepted")
         self.job_args, self.cfg = job_args, cfg
