@@ -9,9 +9,11 @@ from stark.model.stark import build_stark
 
 
 def tiny_model(seed: int = 0, trainable_stages: tuple[str, ...] = ("layer2", "layer3")):
-    """stark_tiny's network with the official trainable stages (ImageNet stem and layer1 kept)."""
+    """stark_tiny's network with the official trainable stages (ImageNet stem and layer1 kept) and the
+    official frozen BatchNorm."""
     torch.manual_seed(seed)
-    cfg = preset_model_config("stark_tiny", **{"backbone.trainable_stages": list(trainable_stages)})
+    cfg = preset_model_config("stark_tiny", **{"backbone.trainable_stages": list(trainable_stages),
+                                               "backbone.norm": "frozen"})
     return cfg, build_stark(cfg)
 
 
