@@ -134,6 +134,7 @@ def run_search(packed_model: dict, settings: TrackerSettings, sequences: list[Ev
     import os
 
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     metric = resolve_metric(tune_cfg.metric, benchmark)
@@ -175,7 +176,10 @@ def run_search(packed_model: dict, settings: TrackerSettings, sequences: list[Ev
                                     num_samples=num_samples,
                                     max_concurrent_trials=tune_cfg.max_concurrent_trials or None,
                                     reuse_actors=True),  # a trial actor unpacks the model once, not per trial
-        run_config=tune.RunConfig(name=experiment_name, storage_path=storage_path, verbose=0))
+        # each trial's result.json / progress.csv, named here because the console setup turns Tune's automatic
+        # loggers off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS: no TensorBoard hint)
+        run_config=tune.RunConfig(name=experiment_name, storage_path=storage_path, verbose=0,
+                                  callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
     return tuner.fit()
 
 

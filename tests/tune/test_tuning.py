@@ -204,7 +204,7 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RAY_ADDRESS": ""}
     storage = tmp_path / "tune"
     command = tune_command(tiny_checkpoint, val_tree, storage, tmp_path / "report") + ["tune.max_concurrent_trials=1"]
-    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT,
                              start_new_session=True)
     deadline = time.monotonic() + 300
     finished: dict[Path, bytes] = {}
@@ -212,7 +212,8 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
         time.sleep(1)
         # a trial is finished once its last row says done: completed, or stopped early by ASHA
         finished = {p: p.read_bytes() for p in storage.glob("*/*/result.json") if b'"done": true' in p.read_bytes()}
-    assert len(finished) >= 3, "the first run should finish a few trials before it is interrupted"
+    assert len(finished) >= 3, "the first run should finish a few trials before it is interrupted: " + \
+        (tmp_path / "first.log").read_text()[-3000:]
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
 
