@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-NEGATIVE_KINDS = ("absent", "other_sequence", "drift")
+NEGATIVE_KINDS = ("absent", "other_sequence", "drift", "occluded")
 
 
 @dataclass
@@ -18,7 +18,8 @@ class DataConfig:
     positive_ratio: float = 0.5  # stage 2: share of samples whose search frame contains the target
     # stage 2 negatives, kind -> weight (see sampling.py): "absent" (official: a frame without the target,
     # else another sequence's object), "other_sequence" (another sequence's object: a look-alike),
-    # "drift" (the right frame, cropped where the tracker would look after drifting off the target)
+    # "drift" (the right frame, cropped where the tracker would look after drifting off the target),
+    # "occluded" (a frame without the target, cropped where it was last seen: the crop of a hidden target)
     negative_mix: dict[str, float] = field(default_factory=lambda: {"absent": 1.0})
     search_scale_jitter: float = 0.5  # log-normal sigma of the search box size
     search_center_jitter: float = 4.5  # search centre moves uniformly within +-0.5 * this * sqrt(w*h)

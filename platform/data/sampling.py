@@ -13,8 +13,11 @@ Follows the official STARK `TrackingSampler` (lib/train/data/sampler.py):
   frame of another sequence cropped around that sequence's own object; "other_sequence": that second
   case always (another object where the template's should be: a look-alike); "drift": the search frame
   itself, cropped around a box displaced so far that the target lies wholly outside the crop (what the
-  tracker sees after drifting onto background or a distractor). Not in the official sampler, whose
-  negatives a score head can tell apart by their padding alone;
+  tracker sees after drifting onto background or a distractor); "occluded": a frame where the target is
+  absent (covered or out of view) cropped around the target's box in the nearest earlier visible frame,
+  jittered as a search box (what the tracker sees while the target is hidden: the crop stays where it
+  was last seen), or a drift negative when the sequence has no such frame. Drift and occluded are not in
+  the official sampler, whose negatives a score head can tell apart by their padding alone;
 - search crops are centred on a jittered box: size x exp(N(0, 0.5)) per side, centre moved uniformly
   within +-0.5 * 4.5 * sqrt(w*h); templates are not jittered (official settings);
 - augmentation: grayscale and horizontal flip joint (every crop of a sample, official transform_joint),
@@ -105,6 +108,15 @@ def trident_frames(visible: np.ndarray, max_gap: int, rng: np.random.Generator) 
             return [initial, dynamic], search
 
 
+def last_visible_before(visible: np.ndarray, frame: int) -> int | None:
+    """The nearest frame before `frame` where the target is visible (after it when none is before)."""
+    before = np.flatnonzero(visible[:frame])
+    if len(before):
+        return int(before[-1])
+    after = np.flatnonzero(visible[frame + 1:])
+    return frame + 1 + int(after[0]) if len(after) else None
+
+
 def center_box(width: int, height: int, ratio: float = 1 / 8) -> np.ndarray:
     """The official fake box for negatives: W/8 x H/8 at the frame centre (integer-truncated)."""
     cx, cy, w, h = width / 2, height / 2, width * ratio, height * ratio
@@ -156,7 +168,14 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
         weights = np.array([cfg.negative_mix[k] for k in kinds], dtype=np.float64)
         # one kind draws nothing: the official sampler's random stream stays as it was
         kind = kinds[0] if len(kinds) == 1 else kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
-        absent = sample_visible(visible, rng, want_visible=False) if kind == "absent" else None
+        absent = sample_visible(visible, rng, want_visible=False) if kind in ("absent", "occluded") else None
+        if kind == "occluded":
+            last_seen = last_visible_before(visible, absent) if absent is not None else None
+            if last_seen is None:
+                kind, absent = "drift", None
+            else:
+                search_frame, search_box = absent, index.box(seq, last_seen)
+                absent = None
         if kind == "drift":
             drift_box = drifted_box(search_box, geometry.search_factor, geometry.search_size, cfg.search_scale_jitter,
                                     int(index.seq_width[seq]), int(index.seq_height[seq]), rng, stride=geometry.stride)
@@ -164,7 +183,7 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
         if absent is not None:
             search_frame = absent
             search_box = center_box(int(index.seq_width[seq]), int(index.seq_height[seq]))
-        elif kind != "drift":
+        elif kind not in ("drift", "occluded"):
             search_seq, search_frame = _other_sequence_frame(index, seq, rng)
             search_box = index.box(search_seq, search_frame)
 

@@ -133,6 +133,32 @@ def test_drift_negatives_crop_the_right_frame_with_the_target_wholly_outside_the
         assert outside, (target, window)
 
 
+def test_occluded_negatives_crop_an_absent_frame_where_the_target_was_last_seen(index):
+    from stark.platform.data.sampling import last_visible_before
+
+    occluded = negatives_of(index, {"occluded": 1.0})
+    assert len(occluded) > 200
+    hidden = [s for s in occluded if not index.sequence_visible(s.search.sequence)[s.search.frame]]
+    assert hidden  # sequences with absent frames give occluded crops, the others drift crops
+    for spec in hidden:
+        seq = spec.search.sequence
+        assert seq == spec.templates[0].sequence
+        last_seen = last_visible_before(index.sequence_visible(seq), spec.search.frame)
+        np.testing.assert_array_equal(spec.search.target_box_xywh, index.box(seq, last_seen))
+    for spec in occluded:
+        if spec not in hidden:  # no absent frame in that sequence: the right frame, target outside the crop
+            assert index.sequence_visible(spec.search.sequence)[spec.search.frame]
+
+
+def test_last_visible_before_looks_back_first_then_forward():
+    from stark.platform.data.sampling import last_visible_before
+
+    visible = np.array([False, True, True, False, False, True])
+    assert last_visible_before(visible, 4) == 2
+    assert last_visible_before(visible, 0) == 1  # nothing before: the first visible frame after
+    assert last_visible_before(np.zeros(3, dtype=bool), 1) is None
+
+
 def test_the_negative_mix_sets_the_share_of_each_kind(index):
     negatives = negatives_of(index, {"other_sequence": 1.0, "drift": 1.0}, n=1200)
     other = np.mean([s.search.sequence != s.templates[0].sequence for s in negatives])
