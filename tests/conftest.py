@@ -115,7 +115,10 @@ class MlflowServer:
         import urllib.request
 
         env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               # MLflow 3 otherwise starts ~8 job-runner processes per server (GenAI jobs no test uses):
+               # seconds of CPU each start on a 2-core machine
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         command = [shutil.which("mlflow") or "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                    "--backend-store-uri", f"sqlite:///{self.workdir}/mlflow.db",
                    "--artifacts-destination", self.artifacts, "--workers", "1"]
