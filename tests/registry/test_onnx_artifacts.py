@@ -7,7 +7,7 @@ from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import load_config, to_dict
 from stark.platform.model_loading import load_model
-from stark.platform.track.export import find_exported, read_exported
+from stark.platform.track.onnx_folder import find_exported, read_exported
 
 
 def test_a_registered_version_carries_verified_onnx_graphs_of_its_weights(tmp_path, monkeypatch):
