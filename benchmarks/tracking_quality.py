@@ -60,7 +60,7 @@ def size_response(tracker: StarkTracker, sequences, every: int = 10) -> list[flo
                 box = np.array([x + w / 2 - w * s / 2, y + h / 2 - h * s / 2, w * s, h * s])
                 crop, mask, window = crop_around_box(frames[t], box, c.search_factor, c.search_size)
                 with torch.inference_mode():
-                    out = tracker.model.forward_search(state.templates, normalize_crops(crop[None]),
+                    out = tracker.model.forward_search(state.templates, torch.from_numpy(normalize_crops(crop[None])),
                                                        torch.from_numpy(mask[None]))
                 _, _, pw, ph = out["pred_boxes"][0].float().numpy() * c.search_size
                 true = window.box_to_crop(seq.boxes_xywh[t])

@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None, prog: str = "stark export") -> int:
     tracking_uri = job_tracking_uri(cfg)
     from stark.model.onnx_graphs import DEFAULT_OPSET
     from stark.platform.model_loading import load_model
-    from stark.platform.track.export import MANIFEST_FILE, export_tracker
-    from stark.platform.track.onnx_tracker import OnnxTracker, graph_differences
+    from stark.platform.track.export import MANIFEST_FILE, export_tracker, graph_differences
+    from stark.platform.track.onnx_tracker import OnnxTracker
 
     opset = args.opset or DEFAULT_OPSET
     if opset < 14:

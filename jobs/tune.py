@@ -15,7 +15,9 @@ from stark.jobs.boundary import job_boundary
 def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> str:
     """Derived from what defines the search (the tracker settings trials keep included), never from a
     clock: the same command resumes."""
-    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("update_interval", "score_threshold")}
+    # present_threshold changes no trial (it is chosen after the search, on the best one's run)
+    kept = {k: v for k, v in dataclasses.asdict(settings).items()
+            if k not in ("update_interval", "score_threshold", "present_threshold")}
     key = json.dumps({"model": model, "data": data, "split": split, "tune": dataclasses.asdict(cfg.tune),
                       "model_cfg": dataclasses.asdict(cfg.model), "tracker": kept}, sort_keys=True, default=str)
     return f"{cfg.name}-tune-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
@@ -23,8 +25,9 @@ def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> 
 
 @job_boundary
 def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
-    parser = job_parser(prog, "Search STARK-ST's update_interval and score_threshold on validation sequences; "
-                              "store the best with the model.", default_config="stark_st50")
+    parser = job_parser(prog, "Search STARK-ST's update_interval and score_threshold on validation sequences, "
+                              "then choose present_threshold on the best setting's scores; store them with the "
+                              "model.", default_config="stark_st50")
     add_model_data_args(parser, model_help="platform checkpoint, official STARK-ST file or MLflow URI",
                         data_help="validation data: manifest or benchmark tree",
                         out_help="report folder (default: <tune.storage_path>/<experiment>-report)")
@@ -35,7 +38,8 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
     from stark.platform.evaluate.report import resolve_metric
     from stark.platform.evaluate.runner import pack_model
     from stark.platform.tune.report import write_tune_report
-    from stark.platform.tune.search import compute_bases, run_search
+    from stark.platform.tune.presence import PresenceChoice, choose_present_threshold
+    from stark.platform.tune.search import best_setting, compute_bases, run_search, trial_settings, trial_table, tuned_run
 
     found = load_model_and_sequences(args, cfg, tracking_uri)
     if found is None:
@@ -78,15 +82,25 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
         print("re-run the same command to retry them (finished trials are kept)", file=sys.stderr)
         return 1
 
+    best = best_setting(trial_table(grid))
+    if "present_threshold" in cfg.tracker_choice.command_line:
+        presence = PresenceChoice(settings.present_threshold, False,
+                                  f"kept present_threshold={settings.present_threshold:g}: set on the command line")
+    else:
+        started = time.perf_counter()
+        run = tuned_run(packed, trial_settings(settings, best.update_interval, best.score_threshold), sequences,
+                        cfg.evaluate, cfg.storage, bases)
+        presence = choose_present_threshold(run, sequences, settings.present_threshold)
+        print(f"present_threshold from the best setting's run in {time.perf_counter() - started:.1f}s", flush=True)
     report = write_tune_report(grid, out_dir, metric=metric, loaded=loaded, cfg=cfg, settings=settings,
                                model_spec=args.model,
                                data=args.data, benchmark=benchmark, tracking_uri=None if args.no_mlflow else tracking_uri,
-                               sequences=sequences, split=args.split, bases=bases)
-    best = report.best
+                               sequences=sequences, split=args.split, bases=bases, presence=presence)
     print(f"\nbest: update_interval={best.update_interval} score_threshold={best.score_threshold:.3f} "
           f"{metric}={best.score:.4f}  ({len(report.rows)} trials, "
           f"{sum(r.frames_tracked for r in report.rows)} frames tracked in trials, {wall:.0f}s)")
     print(f"  {'WARNING: ' if report.summary.flat else ''}{report.summary.note}")
+    print(f"  {presence.reason}")
     for role, path in report.files.items():
         print(f"  {role:<12} {path}")
     if report.run_id:

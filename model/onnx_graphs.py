@@ -10,7 +10,9 @@ Graph interfaces (B is dynamic; every float tensor is float32, whatever the prec
              -> boxes [B, 4] cxcywh normalised to the search crop, score [B] = sigmoid(logit) (STARK-ST only)
 
 Export uses torch's TorchScript-based exporter (`dynamo=False`): it needs nothing beyond torch and onnx,
-and traces this network with a dynamic batch as it is. Pass the folded-BatchNorm inference copy
+and traces this network with a dynamic batch as it is. Checked with torch 2.13: still supported, with only a
+DeprecationWarning (silenced below); the torch.export-based exporter (`dynamo=True`, the default since 2.9)
+would add onnxscript as a dependency and is not needed for these two graphs. Pass the folded-BatchNorm inference copy
 (model/inference.py, channels_last=False). fp16: the weights and activations inside are float16, the
 interface stays float32 (a cast at each input and output), so one tracker drives either graph.
 """

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -139,15 +137,6 @@ def _bilinear_taps(start: int, side: int, out_size: int, limit: int
     w0 = w0 * ((p0 >= 0) & (p0 < limit))
     w1 = w1 * ((p1 >= 0) & (p1 < limit))
     return np.clip(p0, 0, limit - 1), np.clip(p1, 0, limit - 1), w0, w1
-
-
-def resize_image(image: np.ndarray, out_size: int) -> np.ndarray:
-    """HWC uint8 square -> [out_size, out_size, C] uint8, bilinear (half-pixel centres)."""
-    if image.shape[0] == out_size and image.shape[1] == out_size:
-        return image.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-    resized = F.interpolate(tensor, size=(out_size, out_size), mode="bilinear", align_corners=False)
-    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def clip_box_xywh(box_xywh, height: int, width: int, margin: float = 10.0) -> np.ndarray:

@@ -97,6 +97,28 @@ def experiment_id(client, name: str, tracking_uri: str) -> str:
     return found.experiment_id
 
 
+# --- registered model URIs (no PyTorch: an ONNX Runtime process resolves them too) ---
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/NAME/VERSION or models:/NAME@ALIAS -> (name, version, alias)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, version, None
+    raise ValueError(f"{uri!r}: name a version (models:/{rest}/3) or an alias (models:/{rest}@champion)")
+
+
+def resolve_version(client, uri: str) -> str:
+    name, version, alias = parse_model_uri(uri)
+    if alias is not None:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    return str(client.get_model_version(name, version).version)  # raises if it does not exist
+
+
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= PARAM_VALUE_LIMIT else text[:PARAM_VALUE_LIMIT - 3] + "..."

@@ -17,6 +17,7 @@ from . import storage
 from .errors import BadInputError
 from .checkpoint import is_platform_checkpoint, read_checkpoint_bytes
 from .experiment import from_dict
+from .mlflow_runs import parse_model_uri, resolve_version  # noqa: F401 - also this module's names for them
 from .starter import resolve_starter
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
@@ -130,27 +131,6 @@ def infer_official_config(net: dict[str, torch.Tensor], base: ModelConfig) -> Mo
         template_size=base.template_size, search_size=base.search_size,
         template_factor=base.template_factor, search_factor=base.search_factor,
     )
-
-
-def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/NAME/VERSION or models:/NAME@ALIAS -> (name, version, alias)."""
-    if not uri.startswith("models:/"):
-        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
-    rest = uri[len("models:/"):].strip("/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        return name, None, alias
-    if "/" in rest:
-        name, version = rest.rsplit("/", 1)
-        return name, version, None
-    raise ValueError(f"{uri!r}: name a version (models:/{rest}/3) or an alias (models:/{rest}@champion)")
-
-
-def resolve_version(client, uri: str) -> str:
-    name, version, alias = parse_model_uri(uri)
-    if alias is not None:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    return str(client.get_model_version(name, version).version)  # raises if it does not exist
 
 
 def _load_from_mlflow(spec: str, base_cfg, tracking_uri: str) -> LoadedModel:

@@ -27,7 +27,8 @@ from ..model_loading import LoadedModel
 from ..precision import AMP_DTYPES
 from ..ray_runtime import init_ray
 from ..track.config import TrackerSettings
-from ..track.export import ExportedTracker, export_tracker, exported_files, write_exported_files
+from ..track.export import export_tracker
+from ..track.onnx_folder import ExportedTracker, exported_files, write_exported_files
 from ..track.frames import VideoFrames
 from ..track.onnx_tracker import OnnxTracker
 from ..track.tracker import StarkTracker, TrackResult, track_many

@@ -1,61 +1,29 @@
-"""An exported tracker on disk: the `template` and `track` ONNX graphs (model/onnx_graphs.py) and, beside
-them, `stark_onnx.json`: what a client outside PyTorch needs to run the tracker loop around them.
-
-    DIR/template.onnx   crop + mask -> template tokens, token mask, positions
-    DIR/track.onnx      every template's tokens + search crop + mask -> box (and score)
-    DIR/stark_onnx.json model config, tracker settings, input normalisation, graph I/O, sha256 of each graph
-
-Files are written under temporary names and renamed; the JSON comes last, so a folder with a JSON holds
-complete graphs. Reading checks each graph against its sha256.
+"""`stark export`'s writer: the folded-BatchNorm inference copy of a model as the two ONNX graphs and the JSON
+of an export folder (onnx_folder.py says what the folder holds and reads it without PyTorch), and the check
+the job prints, ONNX Runtime against PyTorch on seeded crops.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ...model.config import ModelConfig
 from ...model.inference import inference_copy
-from ...model.onnx_graphs import (DEFAULT_OPSET, TEMPLATE_INPUTS, TEMPLATE_OUTPUTS, export_graphs,
+from ...model.onnx_graphs import (DEFAULT_OPSET, TEMPLATE_INPUTS, TEMPLATE_OUTPUTS, example_crops, export_graphs,
                                   track_input_names, track_output_names)
 from ...model.stark import STARK
-from ..experiment import from_dict
 from ..image_norm import IMAGENET_MEAN, IMAGENET_STD
 from ..storage import write_file_atomic
 from .config import TrackerSettings
-
-MANIFEST_FILE = "stark_onnx.json"
-GRAPH_FILES = {"template": "template.onnx", "track": "track.onnx"}
-FORMAT = "stark-onnx/1"
-
-
-@dataclass(frozen=True)
-class ExportedTracker:
-    """A verified export folder: the graphs' paths, the network's config and everything the JSON says."""
-
-    folder: Path
-    model_cfg: ModelConfig
-    manifest: dict
-
-    def graph_path(self, name: str) -> Path:
-        return self.folder / self.manifest["graphs"][name]["file"]
-
-    @property
-    def tracker(self) -> dict:
-        return dict(self.manifest["tracker"])
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from .onnx_folder import FORMAT, GRAPH_FILES, MANIFEST_FILE, ExportedTracker, find_exported, read_exported
+from .onnx_tracker import OnnxTracker
 
 
 def export_tracker(model: STARK, model_cfg: ModelConfig, settings: TrackerSettings, folder: str | os.PathLike,
@@ -99,29 +67,6 @@ def export_tracker(model: STARK, model_cfg: ModelConfig, settings: TrackerSettin
     return read_exported(folder)
 
 
-def read_exported(folder: str | os.PathLike) -> ExportedTracker:
-    """Read an export folder; ValueError when the JSON is missing or a graph does not match its sha256."""
-    folder = Path(folder)
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise ValueError(f"{folder}: no {MANIFEST_FILE} (not a `stark export` folder, or an unfinished one)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    for name, graph in manifest["graphs"].items():
-        graph_path = folder / graph["file"]
-        if not graph_path.is_file() or sha256_of(graph_path) != graph["sha256"]:
-            raise ValueError(f"{graph_path}: missing, or its sha256 differs from {MANIFEST_FILE}'s")
-    model_cfg = from_dict(ModelConfig, manifest["model"], source=str(path), prefix="model.")
-    return ExportedTracker(folder, model_cfg, manifest)
-
-
-def find_exported(root: str | os.PathLike) -> Path | None:
-    """The export folder somewhere under `root` (e.g. a downloaded MLflow model), or None."""
-    found = sorted(Path(root).rglob(MANIFEST_FILE))
-    return found[0].parent if found else None
-
-
 def exported_for(model: STARK, model_cfg: ModelConfig, settings: TrackerSettings, artifacts: Path | None,
                  scratch: str | os.PathLike, log=print) -> ExportedTracker:
     """The graphs a registered MLflow version carries (under `artifacts`), else a fresh export of `model`
@@ -135,16 +80,49 @@ def exported_for(model: STARK, model_cfg: ModelConfig, settings: TrackerSettings
     return export_tracker(model, model_cfg, settings, scratch)
 
 
-def exported_files(exported: ExportedTracker) -> dict[str, bytes]:
-    """{file name: bytes} of an export folder: how it travels to Ray workers (the object store)."""
-    names = [g["file"] for g in exported.manifest["graphs"].values()] + [MANIFEST_FILE]
-    return {name: (exported.folder / name).read_bytes() for name in names}
 
 
-def write_exported_files(files: dict[str, bytes], folder: str | os.PathLike) -> ExportedTracker:
-    """The inverse of `exported_files`: the folder again (graphs first, JSON last), verified."""
+def graph_differences(model: STARK, tracker: OnnxTracker, batch: int = 3) -> dict[str, float]:
+    """Largest |ONNX Runtime - PyTorch inference copy| over seeded crops (partly padded) at batch `batch`:
+    boxes (in units of the search crop) and scores; NaN for scores without a score head."""
+    cfg = tracker.cfg
+    template, template_mask, search, search_mask = example_crops(cfg, batch)
+    reference = inference_copy(model, channels_last=False)
+    with torch.inference_mode():
+        tokens = reference.forward_backbone(template, template_mask)
+        out = reference.forward_search([tokens] * cfg.num_templates, search, search_mask)
+    got_tokens = tracker._forward_templates(template.numpy(), template_mask.numpy())
+    boxes, scores = tracker._forward_search([got_tokens] * cfg.num_templates, search.numpy(), search_mask.numpy())
+    result = {"boxes": float(np.abs(boxes - out["pred_boxes"].numpy()).max()),
+              "tokens": float(np.abs(got_tokens.feat - tokens.feat.numpy()).max()),
+              "score": math.nan}
+    if "pred_logits" in out:
+        result["score"] = float(np.abs(scores - out["pred_logits"].sigmoid().numpy()).max())
+    return result
+
+
+def quantize_track_graph(exported: ExportedTracker, folder: str | os.PathLike, per_channel: bool = True
+                         ) -> ExportedTracker:
+    """A copy of an fp32 export folder in `folder` whose `track` graph has int8 weights (ONNX Runtime's dynamic
+    quantisation: MatMul weights quantised ahead, activations per call); the template graph, run
+    once per template, stays as it is. For the latency benchmark: `stark export` itself writes fp32 or fp16."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if exported.manifest["precision"] != "fp32":
+        raise ValueError(f"{exported.folder}: int8 starts from an fp32 export, not {exported.manifest['precision']}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in sorted(files, key=lambda n: n == MANIFEST_FILE):
-        write_file_atomic(folder / Path(name).name, files[name])
+    manifest = json.loads(json.dumps(exported.manifest))
+    write_file_atomic(folder / GRAPH_FILES["template"], exported.graph_path("template").read_bytes())
+    staging = folder / f".{GRAPH_FILES['track']}.int8"
+    # MatMul only (transformer, heads' linear layers): the exported convolutions' weights reach Conv through other
+    # nodes (not as initializers), which ONNX Runtime's dynamic quantiser refuses; the backbone stays fp32
+    quantize_dynamic(exported.graph_path("track"), staging, op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                     weight_type=QuantType.QInt8)
+    data = staging.read_bytes()
+    write_file_atomic(folder / GRAPH_FILES["track"], data)
+    staging.unlink()
+    manifest["graphs"]["track"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest["precision"] = "int8 track graph (dynamic quantisation)"
+    write_file_atomic(folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
     return read_exported(folder)

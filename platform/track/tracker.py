@@ -1,21 +1,10 @@
-"""STARK-S / STARK-ST online tracking, one sequence or many in one batched forward per step.
-
-Per frame: crop the search region at search_factor around the previous box (zero padding + mask),
-run the network with the cached template tokens, map the normalised box back to the frame and clip
-it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST: on every
-`update_interval`-th frame, if the score head's sigmoid exceeds `score_threshold`, the dynamic
-template is re-cropped around the new box; the target counts as present where the sigmoid reaches
-`present_threshold`. Template tokens are computed once per template.
-How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
-official tracker's rule, selected by loading an official release file.
+"""The STARK-S / STARK-ST tracker on PyTorch: the loop of loop.py (crops, the template update rule,
+batching, resume points) with its two network calls run by an inference copy of the network.
+The loop's names (TrackResult, track_many, ...) are importable from here too.
 """
 from __future__ import annotations
 
-import copy
 import math
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -23,54 +12,14 @@ import torch
 from ...model.config import ModelConfig
 from ...model.inference import inference_copy
 from ...model.stark import STARK, Tokens
-from ..crop import CROP_RULES, clip_box_xywh
-from ..image_norm import normalize_crops
 from .config import TrackerSettings
+from .loop import ResumePoint, TrackerLoop, TrackResult, TrackState, should_update, target_present, track_many
+
+__all__ = ["StarkTracker", "ResumePoint", "TrackResult", "TrackState", "should_update", "target_present",
+           "track_many"]
 
 
-@dataclass
-class TrackState:
-    """One sequence being tracked."""
-
-    box: np.ndarray  # xywh, frame pixels
-    frame_index: int  # frames since the initial one
-    templates: list[Tokens]  # [initial] or [initial, dynamic], each with a batch axis of 1
-    updates: list[int] = field(default_factory=list)  # frame indices where the dynamic template changed
-
-
-@dataclass
-class TrackResult:
-    boxes: np.ndarray  # [N, 4] xywh; row 0 is the given box
-    scores: np.ndarray  # [N]; NaN where there is no score (frame 0, STARK-S)
-    seconds: np.ndarray  # [N] wall time spent on each frame
-    updates: list[int]  # frame indices where the dynamic template was replaced
-    initial_template: Tokens | None = None  # the initial template's tokens (batch axis 1), for reuse
-    present: np.ndarray | None = None  # [N] bool: score >= present_threshold (`target_present`); set by track_many
-
-
-@dataclass
-class ResumePoint:
-    """Continue a sequence whose frames 0..frame_index are already known (`prefix`), replacing the
-    dynamic template at frame_index: the state STARK-ST is in right after an update there.
-    The frames handed to the tracker then start at frame_index."""
-
-    prefix: TrackResult  # at least frame_index + 1 rows, with initial_template set
-    frame_index: int
-
-
-def should_update(frame_index: int, score: float, settings: TrackerSettings) -> bool:
-    """The STARK-ST rule: only on interval frames, and only above the threshold."""
-    return frame_index % settings.update_interval == 0 and score > settings.score_threshold
-
-
-def target_present(scores: np.ndarray, settings: TrackerSettings) -> np.ndarray:
-    """[N] bool: whether the score says the target is in view, sigmoid(score) >= present_threshold.
-    A frame without a score (frame 0, every frame of STARK-S) counts as present."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return np.isnan(scores) | (scores >= settings.present_threshold)
-
-
-class StarkTracker:
+class StarkTracker(TrackerLoop):
     """Tracks with an inference copy of `model` (BatchNorm folded, channels-last unless turned off);
     the model passed in is not changed."""
 
@@ -85,178 +34,27 @@ class StarkTracker:
         self.device = torch.device(device)
         self.amp_dtype = amp_dtype
 
-    @property
-    def settings(self) -> TrackerSettings:
-        return self._settings
-
-    def with_settings(self, settings: TrackerSettings) -> StarkTracker:
-        """The same network (shared, not copied) tracking with other settings; this tracker is unchanged."""
-        settings.validate()
-        other = copy.copy(self)
-        other._settings = settings
-        return other
-
     def _autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _embed(self, frames: list[np.ndarray], boxes: list[np.ndarray]) -> list[Tokens]:
-        """Template crops around each box -> one Tokens (batch 1) per frame, in one backbone pass."""
-        crop = CROP_RULES[self.settings.crop_rule]
-        crops, masks = zip(*(crop(f, b, self.cfg.template_factor, self.cfg.template_size)[:2]
-                             for f, b in zip(frames, boxes)))
-        images = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
-        mask = torch.from_numpy(np.stack(masks)).to(self.device)
-        tokens = self._forward_templates(images, mask)
-        return [tokens.select(i) for i in range(len(frames))]
-
-    # --- the network: the two calls an engine provides (onnx_tracker.py runs them on ONNX Runtime) ---
-    def _forward_templates(self, images: torch.Tensor, mask: torch.Tensor) -> Tokens:
+    def _forward_templates(self, images, mask) -> Tokens:
         """Template crops [B, 3, Hz, Wz] (normalised), masks [B, Hz, Wz] -> Tokens with batch B."""
+        images = torch.as_tensor(images).to(self.device, memory_format=self.memory_format)
         with torch.inference_mode(), self._autocast():
-            return self.model.forward_backbone(images, mask)
+            return self.model.forward_backbone(images, torch.as_tensor(mask).to(self.device))
 
-    def _forward_search(self, templates: list[Tokens], search: torch.Tensor, search_mask: torch.Tensor
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_search(self, templates: list[Tokens], search, search_mask) -> tuple[np.ndarray, np.ndarray]:
         """-> (boxes [B, 4] cxcywh normalised to the search crop, scores [B]: sigmoid, NaN without a score head)."""
+        search = torch.as_tensor(search).to(self.device, memory_format=self.memory_format)
         with torch.inference_mode(), self._autocast():
-            out = self.model.forward_search(templates, search, search_mask)
+            out = self.model.forward_search(templates, search, torch.as_tensor(search_mask).to(self.device))
         boxes = out["pred_boxes"].float().cpu().numpy()
         if "pred_logits" in out:
             return boxes, out["pred_logits"].float().sigmoid().cpu().numpy()
         return boxes, np.full(len(boxes), math.nan)
 
-    def start(self, frame: np.ndarray, box_xywh) -> TrackState:
-        return self.start_many([frame], [box_xywh])[0]
-
-    def start_many(self, frames: list[np.ndarray], boxes) -> list[TrackState]:
-        boxes = [np.asarray(b, dtype=np.float64) for b in boxes]
-        for frame, box in zip(frames, boxes):
-            h, w = frame.shape[:2]
-            if not (box[2] > 0 and box[3] > 0) or box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 \
-                    or box[1] + box[3] <= 0:
-                raise ValueError(f"initial box {box.tolist()} is empty or outside the {w}x{h} frame")
-        embedded = self._embed(frames, boxes)
-        # STARK-ST starts with the dynamic template equal to the initial one.
-        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates)
-                for b, z in zip(boxes, embedded)]
-
-    def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
-        """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
-        boxes = [p.prefix.boxes[p.frame_index].copy() for p in points]
-        dynamic = self._embed(frames, boxes)
-        return [TrackState(box=b, frame_index=p.frame_index,
-                           templates=[p.prefix.initial_template.to(self.device), z],
-                           updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index])
-                for b, p, z in zip(boxes, points, dynamic)]
-
-    def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
-        """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
-        crop = CROP_RULES[self.settings.crop_rule]
-        crops, masks, windows = zip(*(crop(f, s.box, self.cfg.search_factor, self.cfg.search_size)
-                                      for s, f in zip(states, frames)))
-        search = normalize_crops(np.stack(crops)).to(self.device, memory_format=self.memory_format)
-        search_mask = torch.from_numpy(np.stack(masks)).to(self.device)
-        templates = [Tokens.stack([s.templates[t] for s in states]) for t in range(self.cfg.num_templates)]
-        boxes, scores = self._forward_search(templates, search, search_mask)
-        boxes = boxes * self.cfg.search_size  # cxcywh, crop pixels
-
-        due = []
-        for i, (state, frame, window) in enumerate(zip(states, frames, windows)):
-            cx, cy, w, h = boxes[i]
-            in_frame = window.box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))  # via the rule's origin
-            state.box = clip_box_xywh(in_frame, frame.shape[0], frame.shape[1], self.settings.box_margin)
-            state.frame_index += 1
-            if self.cfg.num_templates > 1 and should_update(state.frame_index, float(scores[i]), self.settings):
-                due.append(i)
-        if due:
-            for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
-                states[i].templates = [states[i].templates[0], tokens]
-                states[i].updates.append(states[i].frame_index)
-        return [float(s) for s in scores]
-
-    def track(self, frames: Iterable[np.ndarray], init_box_xywh) -> TrackResult:
-        """One sequence, one frame at a time."""
-        return next(iter(track_many(self, [(frames, init_box_xywh)], batch_size=1)))[1]
-
-
-def track_many(tracker: StarkTracker, sequences: Iterable[tuple[Iterable[np.ndarray], object]],
-               batch_size: int, on_done: Callable[[int, TrackResult], None] | None = None
-               ) -> Iterator[tuple[int, TrackResult]]:
-    """Track many sequences with one batched forward per step over all active ones.
-
-    Each item is (frames, start): start is the first frame's xywh box, or a ResumePoint (then the
-    frames begin at its frame_index). Sequences join as slots free up and leave when their frames
-    run out; yields (index, result) in the order sequences finish. Each sequence's boxes equal
-    those of tracking it alone.
-    """
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    pending = iter(enumerate(sequences))
-    active: list[dict] = []
-    exhausted = False
-    while active or not exhausted:
-        joining = []
-        while not exhausted and len(active) + len(joining) < batch_size:
-            try:
-                index, (frames, start) = next(pending)
-            except StopIteration:
-                exhausted = True
-                break
-            iterator = iter(frames)
-            first = next(iterator, None)
-            if first is None:
-                raise ValueError(f"sequence {index} has no frames")
-            joining.append({"index": index, "frames": iterator, "first": first, "start": start})
-        if joining:
-            _join(tracker, joining)
-            active.extend(joining)
-        if not active:
-            break
-        # next frame of every active sequence; finished ones leave
-        stepping, frames = [], []
-        for seq in list(active):
-            frame = next(seq["frames"], None)
-            if frame is None:
-                active.remove(seq)
-                state = seq["state"]
-                scores = np.array(seq["scores"])
-                result = TrackResult(np.array(seq["boxes"]), scores, np.array(seq["seconds"]),
-                                     state.updates, state.templates[0], target_present(scores, tracker.settings))
-                if on_done:
-                    on_done(seq["index"], result)
-                yield seq["index"], result
-            else:
-                stepping.append(seq)
-                frames.append(frame)
-        if not stepping:
-            continue
-        started = time.perf_counter()
-        scores = tracker.step([s["state"] for s in stepping], frames)
-        share = (time.perf_counter() - started) / len(stepping)
-        for seq, score in zip(stepping, scores):
-            seq["boxes"].append(seq["state"].box.copy())
-            seq["scores"].append(score)
-            seq["seconds"].append(share)
-
-
-def _join(tracker: StarkTracker, joining: list[dict]) -> None:
-    """Initialise new sequences (one batched template pass for fresh starts, one for resumes)."""
-    fresh = [j for j in joining if not isinstance(j["start"], ResumePoint)]
-    resumed = [j for j in joining if isinstance(j["start"], ResumePoint)]
-    if fresh:
-        started = time.perf_counter()
-        states = tracker.start_many([j["first"] for j in fresh], [j["start"] for j in fresh])
-        share = (time.perf_counter() - started) / len(fresh)
-        for j, state in zip(fresh, states):
-            j.update(state=state, boxes=[state.box.copy()], scores=[math.nan], seconds=[share])
-    if resumed:
-        states = tracker.resume_many([j["first"] for j in resumed], [j["start"] for j in resumed])
-        for j, state in zip(resumed, states):
-            point: ResumePoint = j["start"]
-            n = point.frame_index + 1
-            j.update(state=state, boxes=list(point.prefix.boxes[:n]), scores=list(point.prefix.scores[:n]),
-                     seconds=[0.0] * n)  # reused frames cost nothing here
-    for j in joining:
-        del j["first"]
+    def _adopt(self, tokens) -> Tokens:
+        """Tokens of an earlier run (either engine's) on this tracker's device."""
+        return Tokens(*(torch.as_tensor(t) for t in (tokens.feat, tokens.mask, tokens.pos))).to(self.device)

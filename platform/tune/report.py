@@ -20,6 +20,7 @@ from ..mlflow_runs import job_run, log_metrics, log_params
 from ..storage import write_file_atomic
 from ..track.config import TrackerSettings
 from ..track.tracker import TrackResult
+from .presence import PresenceChoice
 from .search import (SearchSummary, TrialRow, best_setting, metric_value, summarize_search, trial_settings, trial_table,
                      tuning_record)
 
@@ -31,12 +32,13 @@ class TuneReport:
     summary: SearchSummary | None = None
     files: dict[str, Path] = field(default_factory=dict)
     run_id: str | None = None
+    presence: PresenceChoice | None = None
 
 
 def save_bases(path: Path, bases: dict[str, TrackResult]) -> None:
     plain = {name: {"boxes": torch.from_numpy(r.boxes), "scores": torch.from_numpy(r.scores),
-                    "seconds": torch.from_numpy(r.seconds), "feat": r.initial_template.feat,
-                    "mask": r.initial_template.mask, "pos": r.initial_template.pos}
+                    "seconds": torch.from_numpy(r.seconds),  # tokens of either engine (torch or NumPy)
+                    **{part: torch.as_tensor(getattr(r.initial_template, part)) for part in ("feat", "mask", "pos")}}
              for name, r in bases.items()}
     write_file_atomic(path, to_bytes(plain))
 
@@ -55,11 +57,13 @@ def load_or_compute_bases(path: Path, compute) -> dict[str, TrackResult]:
 def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, settings: TrackerSettings,
                       model_spec: str, data: str, benchmark: str, tracking_uri: str | None = None,
                       sequences: list[EvalSequence] | None = None, split: str | None = None,
-                      bases: dict[str, TrackResult] | None = None) -> TuneReport:
+                      bases: dict[str, TrackResult] | None = None, presence: PresenceChoice | None = None
+                      ) -> TuneReport:
     """tracking_uri: where the MLflow run holding all of it goes (None: no run). settings: the model's resolved settings the search ran with; the tuned model stores them with
     the best pair in place. sequences: those the search ran on; recorded in the tuned model so that
     promotion can tell whether it judges on them. bases: the no-update runs, when computed; they give
-    the no-update metric and whether any setting ever updates, for the flat-objective check."""
+    the no-update metric and whether any setting ever updates, for the flat-objective check. presence: the
+    present_threshold chosen on the best setting's run (tune/presence.py); stored with the tuned settings."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = trial_table(result_grid)
     best = best_setting(rows)
@@ -83,11 +87,15 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
               + ("; FLAT: nothing to tune" if summary.flat else "")))
     # what the best trial tracked with, crop rule included: the tuned model keeps it
     tuned_settings = dataclasses.asdict(trial_settings(settings, best.update_interval, best.score_threshold))
+    if presence is not None:
+        tuned_settings["present_threshold"] = presence.threshold
     search = {"trials": summary.trials, "completed": summary.completed, "stopped_early": summary.stopped_early,
               "flat": summary.flat, "min": summary.low, "max": summary.high, "no_update": summary.no_update,
               "settings_that_update": summary.settings_that_update, "note": summary.note}
     best_info = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data,
                  "model": model_spec, "settings": tuned_settings, "search": search}
+    if presence is not None:
+        best_info["present"] = presence.as_record()
     files["best"] = write_file_atomic(out_dir / "best.json", json.dumps(best_info, indent=2).encode())
     text = [f"best: update_interval={best.update_interval} score_threshold={best.score_threshold:g} "
             f"{metric}={best.score:.4f}",
@@ -95,10 +103,14 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
             f"{metric} over completed trials: {summary.low:.4f} .. {summary.high:.4f}"
             + (f"; no updates at all: {summary.no_update:.4f}" if summary.no_update is not None else ""),
             summary.note]
+    if presence is not None:
+        text.append(presence.reason)
     files["summary"] = write_file_atomic(out_dir / "summary.txt", ("\n".join(text) + "\n").encode())
     # The model with its tuned settings: evaluate, track and register use them by default.
     tuned = {"metric": metric, "value": best.score, "benchmark": benchmark, "data": data, "split": split,
              "source_model": model_spec, "flat": summary.flat}
+    if presence is not None:
+        tuned["present_threshold_tuned"] = presence.tuned
     if sequences:
         tuned.update(tuning_record(sequences))
     base_config = (loaded.checkpoint or {}).get("config") or {"model": dataclasses.asdict(loaded.model_cfg)}
@@ -117,12 +129,19 @@ def write_tune_report(result_grid, out_dir: Path, *, metric: str, loaded, cfg, s
                        "best_score_threshold": best.score_threshold}
             if summary.no_update is not None:
                 metrics[f"no_update_{metric}"] = summary.no_update
+            tags = {"stark.tuned.update_interval": str(best.update_interval),
+                    "stark.tuned.score_threshold": str(best.score_threshold),
+                    "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note}
+            if presence is not None:
+                metrics["best_present_threshold"] = presence.threshold
+                if presence.balanced_accuracy is not None:
+                    metrics["absent_balanced_accuracy"] = presence.balanced_accuracy
+                tags.update({"stark.tuned.present_threshold": str(presence.threshold),
+                             "stark.tune.present_note": presence.reason})
             log_metrics(client, run_id, metrics, step=0)
-            for key, value in {"stark.tuned.update_interval": str(best.update_interval),
-                               "stark.tuned.score_threshold": str(best.score_threshold),
-                               "stark.tune.flat": str(summary.flat).lower(), "stark.tune.note": summary.note}.items():
+            for key, value in tags.items():
                 client.set_tag(run_id, key, value)
             client.log_dict(run_id, best_info, "best.json")
             for role in ("trials", "heatmap", "summary", "model"):
                 client.log_artifact(run_id, str(files[role]))
-    return TuneReport(rows, best, summary, files, run_id)
+    return TuneReport(rows, best, summary, files, run_id, presence)

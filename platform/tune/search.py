@@ -86,6 +86,17 @@ def track_chunk(worker: TrackingWorker, settings: TrackerSettings, chunk: list[E
     return results, tracked
 
 
+def tuned_run(packed_model: dict, settings: TrackerSettings, sequences: list[EvalSequence], eval_cfg: EvalConfig,
+              storage_cfg: storage.StorageConfig | None = None, bases: dict[str, TrackResult] | None = None
+              ) -> dict[str, TrackResult]:
+    """Every sequence tracked with `settings` (the search's best), from the base runs' prefixes when given:
+    the run whose per-frame scores choose present_threshold (tune/presence.py)."""
+    if not bases:
+        return track_sequences(packed_model, settings, sequences, eval_cfg, storage_cfg)
+    worker = TrackingWorker(packed_model, settings, eval_cfg, storage_cfg)
+    return track_chunk(worker, settings, sequences, bases, storage_cfg)[0]
+
+
 # --- scoring ----------------------------------------------------------------------------------------
 def metric_value(metric: str, benchmark: str, results: dict[str, TrackResult],
                  sequences: list[EvalSequence]) -> float:

@@ -21,7 +21,8 @@ from stark.platform.experiment import load_config, to_dict
 from stark.platform.image_norm import IMAGENET_MEAN, IMAGENET_STD
 from stark.platform.ingest.synthetic import make_sequences
 from stark.platform.track.config import TrackerSettings
-from stark.platform.track.export import MANIFEST_FILE, export_tracker, read_exported, sha256_of
+from stark.platform.track.export import export_tracker
+from stark.platform.track.onnx_folder import MANIFEST_FILE, read_exported, sha256_of
 from stark.platform.track.onnx_tracker import OnnxTracker
 from stark.platform.track.tracker import StarkTracker, track_many
 from tests.support.model_fixtures import crops, preset_model_config, randomise_statistics
@@ -87,7 +88,7 @@ def test_the_export_writes_two_graphs_and_a_json_with_config_settings_normalisat
 
 
 def test_the_check_the_job_prints_finds_onnx_runtime_within_tolerance_of_pytorch(tiny):
-    from stark.platform.track.onnx_tracker import graph_differences
+    from stark.platform.track.export import graph_differences
 
     model, _, exported = tiny
     diff = graph_differences(model, OnnxTracker(exported, TrackerSettings(), threads=1))

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stark.platform.evaluate.runner import TrackingWorker, load_sequences, pack_model, track_sequences
+from stark.platform.evaluate.runner import EvalSequence, FramesRef, TrackingWorker, load_sequences, pack_model, track_sequences
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.track.config import TrackerSettings
+from stark.platform.track.tracker import TrackResult
+from stark.platform.tune.presence import best_balanced_threshold, choose_present_threshold, labelled_scores
 from stark.platform.tune.search import (TrialRow, best_setting, compute_bases, first_update_frame, metric_value,
-                                        run_search, summarize_search, track_chunk, trial_table)
+                                        run_search, summarize_search, track_chunk, trial_table, tuned_run)
 from stark.platform.tune.config import TuneConfig
 
 # thresholds where a box_iou score head's outputs are on these small sequences (its scores estimate P(IoU > 0.5))
@@ -131,6 +133,64 @@ def test_every_trial_at_the_no_update_result_is_flat_even_beyond_the_tolerance_o
     assert summary.flat and "settings do not change tracking" in summary.note
 
 
+def scored(name: str, visible: list[int], scores: list[float]) -> tuple[EvalSequence, TrackResult]:
+    """A labelled sequence and a run of it with the given per-frame scores (frame 0 has none)."""
+    n = len(visible)
+    seq = EvalSequence(name, "got10k", "val", FramesRef("images", ()), np.tile([0.0, 0.0, 10.0, 10.0], (n, 1)),
+                       np.asarray(visible, dtype=bool), True)
+    return seq, TrackResult(np.zeros((n, 4)), np.asarray([np.nan] + scores), np.zeros(n), [])
+
+
+def balanced_accuracy(scores: np.ndarray, absent: np.ndarray, threshold: float) -> float:
+    called_absent = scores < threshold
+    return ((called_absent & absent).sum() / absent.sum() + (~called_absent & ~absent).sum() / (~absent).sum()) / 2
+
+
+def test_present_threshold_separates_absent_from_present_frames_midway_between_their_scores():
+    # frame 0 carries no score and is not counted; absent frames score 0.1-0.2, present ones 0.6-0.9
+    a, ra = scored("a", [1, 1, 0, 0, 1], [0.8, 0.2, 0.1, 0.6])
+    b, rb = scored("b", [1, 1, 0], [0.9, 0.15])
+    choice = choose_present_threshold({"a": ra, "b": rb}, [a, b], configured=0.5)
+    assert choice.tuned and choice.threshold == pytest.approx((0.2 + 0.6) / 2)
+    assert choice.balanced_accuracy == 1.0 and (choice.frames, choice.absent) == (6, 3)
+    assert "balanced accuracy" in choice.reason
+
+
+def test_overlapping_scores_get_the_threshold_of_highest_balanced_accuracy_not_of_plain_accuracy():
+    # 2 absent frames among 10: calling nothing absent is 80% accurate but only 50% balanced
+    scores = np.array([0.30, 0.45, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.95])
+    absent = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], dtype=bool)
+    threshold, balanced, absent_recall, present_recall = best_balanced_threshold(scores, absent)
+    every = max(balanced_accuracy(scores, absent, t) for t in np.linspace(0, 1, 1001))
+    assert balanced == pytest.approx(every) and balanced_accuracy(scores, absent, threshold) == balanced
+    assert absent_recall == 1.0 and present_recall == pytest.approx(7 / 8)  # 0.40 < 0.45 is called absent too
+
+
+def test_without_an_absent_frame_the_configured_present_threshold_is_kept_and_the_reason_given():
+    a, ra = scored("a", [1, 1, 1, 1], [0.8, 0.2, 0.6])
+    choice = choose_present_threshold({"a": ra}, [a], configured=0.4)
+    assert not choice.tuned and choice.threshold == 0.4
+    assert "no frame of the tune sequences is labelled absent" in choice.reason
+    s, rs = scored("s", [1, 0, 1], [np.nan, np.nan])  # STARK-S: no score at all
+    assert "no score" in choose_present_threshold({"s": rs}, [s], configured=0.4).reason
+
+
+def test_present_threshold_is_the_best_on_the_tuned_runs_scores_of_generated_sequences_with_absences(packed, val_tree):
+    sequences = load_sequences(str(val_tree), split="val")
+    settings = TrackerSettings(5, 0.15)
+    bases = compute_bases(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
+    run = tuned_run(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=6), None, bases)
+    plain = track_sequences(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
+    for name, result in plain.items():  # the run it reads is the best setting's own (reused prefixes are exact)
+        np.testing.assert_allclose(run[name].scores, result.scores, atol=1e-4)
+    choice = choose_present_threshold(run, sequences, configured=settings.present_threshold)
+    scores, absent = labelled_scores(run, sequences)
+    assert absent.any() and choice.tuned and choice.absent == int(absent.sum())  # the generator hides the target
+    assert choice.balanced_accuracy == pytest.approx(max(balanced_accuracy(scores, absent, t)
+                                                         for t in np.concatenate([scores, [0.0, 1.0]])))
+    assert choice.balanced_accuracy >= balanced_accuracy(scores, absent, settings.present_threshold)
+
+
 @pytest.mark.slow
 def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_so_in_mlflow(
         random_checkpoint, val_tree, ray_local, tmp_path, monkeypatch):
@@ -153,13 +213,15 @@ def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_
     settings = cfg.tracker_choice.for_model(loaded.tracker)
     bases = compute_bases(packed, settings, sequences, EvalConfig(num_workers=0, batch_size=6))
     grid = run_search(packed, settings, sequences, tune_cfg, "got10k", "flat", EvalConfig(), None, bases)
+    presence = choose_present_threshold(tuned_run(packed, settings, sequences, EvalConfig(num_workers=0), None, bases),
+                                        sequences, settings.present_threshold)
     saved_uri = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
         report = write_tune_report(grid, tmp_path / "report", metric="ao", loaded=loaded, cfg=cfg, settings=settings,
                                    model_spec=str(random_checkpoint), data=str(val_tree), benchmark="got10k",
                                    tracking_uri=mlflow.get_tracking_uri(),
-                                   sequences=sequences, split="val", bases=bases)
+                                   sequences=sequences, split="val", bases=bases, presence=presence)
         (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
     finally:
         mlflow.set_tracking_uri(saved_uri)
@@ -176,12 +238,22 @@ def test_a_score_that_never_crosses_the_thresholds_makes_a_flat_report_and_says_
     assert run.data.metrics["trials_completed"] == 3 and run.data.metrics["trials_stopped_early"] == 0
     tuned = torch_load_tuned(report.files["model"])
     assert tuned["flat"] is True and tuned["split"] == "val" and tuned["sequences"] == len(sequences)
+    # the present threshold chosen after the search is stored, reported and logged with the tuned pair
+    assert presence.tuned and best["settings"]["present_threshold"] == presence.threshold
+    assert best["present"]["balanced_accuracy"] == presence.balanced_accuracy and presence.reason in text
+    assert torch_load_checkpoint(report.files["model"])["tracker"]["present_threshold"] == presence.threshold
+    assert float(run.data.tags["stark.tuned.present_threshold"]) == presence.threshold
+    assert run.data.metrics["best_present_threshold"] == pytest.approx(presence.threshold)
+
+
+def torch_load_checkpoint(path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def torch_load_tuned(path) -> dict:
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)["tuned"]
+    return torch_load_checkpoint(path)["tuned"]
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +301,8 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
     (run,) = mlflow.search_runs(experiment_names=["stark-tune"], output_format="list")
     best_u = int(run.data.tags["stark.tuned.update_interval"])
     best_t = float(run.data.tags["stark.tuned.score_threshold"])
+    best_p = float(run.data.tags["stark.tuned.present_threshold"])  # the val tree hides its targets now and then
+    assert "maximises the balanced accuracy of 'absent'" in second.stdout
     assert (best_u, best_t) in {(u, t) for u in INTERVALS for t in THRESHOLDS}
     evaluated = subprocess.run(
         [sys.executable, "-m", "stark.jobs.evaluate", "--config", "stark_tiny", "--model",
@@ -237,3 +311,4 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"update_interval={best_u}, score_threshold={best_t}" in evaluated.stdout
+    assert f"{best_p})" in evaluated.stdout  # evaluate's absence line names the tuned present_threshold
