@@ -105,6 +105,15 @@ def lasot_flag(label_file: str) -> Case:
     return Case(f"ingest-lasot-{label_file}", argv, "2")
 
 
+def lasot_in_another_class_folder(inp: Inputs) -> list[str]:
+    root = inp.tree("lasot")
+    name = first_listed(root, "training_set.txt")
+    other = next(c for c in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, c))
+                 and c != name.rsplit("-", 1)[0])
+    shutil.move(lasot_folder(root, name), os.path.join(root, other, name))
+    return ["ingest", root, str(inp.tmp / "dest")]
+
+
 def listed_twice(inp: Inputs) -> list[str]:
     root = inp.tree("got10k")
     with open(os.path.join(root, "train", "list.txt"), "a") as f:
@@ -195,6 +204,8 @@ CASES = [
     got10k_label("cover.label", "9", "label 9 is out of range: cover.label holds 0..8"),
     got10k_label("cover.label", "0.5", "expected an integer label, got '0.5'"),
     lasot_flag("full_occlusion.txt"), lasot_flag("out_of_view.txt"),
+    Case("ingest-lasot-sequence-in-another-class-folder", lasot_in_another_class_folder,
+         "is in class folder"),
     Case("ingest-got10k-listed-twice", listed_twice, "appears twice (first: line 1)"),
     Case("ingest-got10k-listed-but-missing", listed_missing, "is listed but its folder"),
     footage_header("frame,left,top,w,h"), footage_header("frame,x,y,w"),
