@@ -383,19 +383,20 @@ class RetryingS3Handler(FSSpecHandler):
         raise NotImplementedError(f"s3://{path}: S3 objects cannot be appended to")
 
     def _download(self, path: str) -> IO[bytes]:
-        """The whole object in an anonymous local temporary file, positioned at its start."""
+        """The whole object in an anonymous local temporary file, positioned at its start. One GET, so one
+        version of an object that is being replaced (a ranged read through `fs.open` fails when the object
+        changes under it: Ray Train rewrites its checkpoint record while others read it)."""
         def get() -> IO[bytes]:
-            if not self.fs.isfile(path):
-                raise FileNotFoundError(errno.ENOENT, "no such object", f"s3://{path}")
-            local = tempfile.TemporaryFile()
+            fd, local_path = tempfile.mkstemp(prefix="stark-download-")
+            os.close(fd)
             try:
-                with self.fs.open(path, "rb") as remote:
-                    shutil.copyfileobj(remote, local, 8 << 20)
-            except BaseException:
-                local.close()
-                raise
-            local.seek(0)
-            return local
+                try:
+                    self.fs.get_file(path, local_path)
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(errno.ENOENT, "no such object", f"s3://{path}") from exc
+                return open(local_path, "rb")
+            finally:
+                os.remove(local_path)  # an open file stays readable
 
         return self._retried("reading", path, get)
 
