@@ -54,16 +54,28 @@ def job_boundary(main):
 
 
 def classify(exc: BaseException) -> tuple[int, str] | None:
-    """(exit code, message) for an expected failure anywhere in the exception's cause chain (Ray wraps a
+    """(exit code, message) for an expected failure anywhere among the exception's causes (Ray wraps a
     worker's exception, Ray Train wraps it again), else None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
+    seen, todo = set(), [exc]
+    while todo:
+        exc = todo.pop(0)
+        if exc is None or id(exc) in seen:
+            continue
         seen.add(id(exc))
         found = _classify_one(exc)
         if found is not None:
             return found
-        exc = getattr(exc, "cause", None) or exc.__cause__
+        todo += _wrapped(exc)
     return None
+
+
+def _wrapped(exc: BaseException) -> list:
+    """The exceptions inside a wrapper: a Ray task's `cause`, a chained `__cause__`, and Ray Train's
+    (`TrainingFailedError`: the exception of each failed worker, or of its controller)."""
+    inner = [getattr(exc, "cause", None), exc.__cause__, getattr(exc, "controller_failure", None),
+             getattr(exc, "_base_exc", None)]  # a worker's exception, as Ray Train carries it back
+    failures = getattr(exc, "worker_failures", None)
+    return inner + (list(failures.values()) if isinstance(failures, dict) else [])
 
 
 def _classify_one(exc: BaseException) -> tuple[int, str] | None:

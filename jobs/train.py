@@ -72,10 +72,10 @@ class Plan:
 
 
 def check_setup(cfg) -> Plan:
-    """Everything that can be checked without Ray: stages vs model, manifests, starting weights, and
+    """Everything that can be checked without Ray: stages vs model, manifests and their clips, starting weights, and
     that an existing run in the same folder was trained with the same model."""
     from stark.platform import storage
-    from stark.platform.ingest.manifest import manifest_uri
+    from stark.platform.ingest.manifest import check_clips_present, manifest_uri, read_records
     from stark.platform.model_loading import MLFLOW_SCHEMES
     from stark.platform.mlflow_runs import resolve_tracking_uri
     from stark.platform.starter import resolve_starter
@@ -96,6 +96,7 @@ def check_setup(cfg) -> Plan:
             raise TrainSetupError(f"data.manifests: cannot reach {uri}: {exc}") from exc
         if not found:
             raise TrainSetupError(f"data.manifests: no manifest at {manifest_uri(uri)} (run `stark ingest` into {uri})")
+        check_clips_present(uri, read_records(uri, cfg.storage), cfg.storage)  # not a decode error in a worker
 
     paths = RunPaths.for_config(t.storage_path, cfg.name)
     init_from: dict[int, str | None] = {}

@@ -8,6 +8,8 @@ then rename; S3: one PUT, which S3 only makes visible once complete).
 S3 calls survive an outage: a connection error or throttling is retried with backoff for
 `storage.retry_seconds`, then fails as one `StorageError` naming the endpoint, the bucket and the operation.
 A bucket that does not exist is a `NoSuchBucketError` (bad input: the URI or the setup is wrong).
+`arrow_filesystem` gives libraries that write through pyarrow (Ray Train's checkpoints) the same
+retries and the same whole-object writes.
 """
 from __future__ import annotations
 
@@ -15,11 +17,15 @@ import dataclasses
 import errno
 import io
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, TypeVar
+
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from .errors import BadInputError, ServiceError
 
@@ -234,6 +240,28 @@ def write_bytes_atomic(uri: str, data: bytes, cfg: StorageConfig | None = None) 
             os.remove(tmp)
 
 
+def upload_file(local_path: str, uri: str, cfg: StorageConfig | None = None) -> None:
+    """Copy a local file to a path or URI whole, never seen half-written: S3, one retried put (a multipart
+    upload that fails part-way is aborted, and S3 shows an object only once its upload completes);
+    local, a temp name then a rename."""
+    fs, path = filesystem(uri, cfg)
+    if is_s3(uri):
+        def put() -> None:
+            fs.put_file(local_path, path)
+            fs.invalidate_cache(path)
+
+        _s3_call("writing", uri, cfg, put)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_file_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """A local file written as `write_bytes_atomic` writes any object (temp file beside it, then a rename);
     returns its path. For the result files, tables and plots a job leaves in a local folder."""
@@ -284,3 +312,123 @@ def list_files(uri: str, cfg: StorageConfig | None = None) -> list[str]:
         return sorted(f"s3://{p}" if is_s3(uri) else p for p in fs.find(path))
 
     return _s3_call("listing", uri, cfg, find) if is_s3(uri) else find()
+
+
+# --- the same, for libraries that write through pyarrow (Ray Train) ----------------------------------------
+def arrow_filesystem(uri: str, cfg: StorageConfig | None = None) -> tuple[str, PyFileSystem]:
+    """(path inside it, pyarrow filesystem) for an s3:// URI, over `filesystem(uri, cfg)` with every call
+    retried as ours are; for `ray.train.RunConfig(storage_path=..., storage_filesystem=...)`."""
+    if not is_s3(uri):
+        raise ValueError(f"arrow_filesystem is for s3:// URIs, not {uri!r}")
+    fs, path = filesystem(uri, cfg)
+    return path, PyFileSystem(RetryingS3Handler(fs, (cfg or StorageConfig()).resolved()))
+
+
+class RetryingS3Handler(FSSpecHandler):
+    """pyarrow's handler of an s3fs filesystem whose calls go through `_s3_call` (retried through an outage,
+    then one `StorageError` naming the endpoint, bucket and operation). Files move whole, so an outage
+    never leaves part of one behind: a file written is spooled to a local temporary file and uploaded by
+    `upload_file` when closed; a file read is downloaded whole, retried, before the first byte is handed over.
+
+    Caution: `pyarrow.fs.copy_files` ignores an error raised when it closes the files it wrote (pyarrow
+    25), so a copy_files whose upload failed returns as if it had worked. Ray Train's checkpoint upload
+    is such a copy: the training worker uploads its checkpoints with `upload_file` instead
+    (`train.run_layout.checkpoint_uploader`). Files opened and closed directly (Ray's checkpoint
+    snapshot, result files) raise as they should."""
+
+    def __init__(self, fs, cfg: StorageConfig):
+        super().__init__(fs)
+        self.cfg = cfg
+
+    def _retried(self, operation: str, path: str, call: Callable[[], T]) -> T:
+        return _s3_call(operation, f"s3://{path.lstrip('/')}", self.cfg, call)
+
+    def get_file_info(self, paths):
+        return self._retried("looking for", paths[0] if paths else "", lambda: FSSpecHandler.get_file_info(self, paths))
+
+    def get_file_info_selector(self, selector):
+        return self._retried("listing", selector.base_dir, lambda: FSSpecHandler.get_file_info_selector(self, selector))
+
+    def create_dir(self, path, recursive):
+        self._retried("creating", path, lambda: FSSpecHandler.create_dir(self, path, recursive))
+
+    def delete_dir(self, path):
+        self._retried("deleting", path, lambda: FSSpecHandler.delete_dir(self, path))
+
+    def delete_dir_contents(self, path, missing_dir_ok):
+        self._retried("deleting", path, lambda: FSSpecHandler.delete_dir_contents(self, path, missing_dir_ok))
+
+    def delete_file(self, path):
+        self._retried("deleting", path, lambda: FSSpecHandler.delete_file(self, path))
+
+    def move(self, src, dest):
+        self._retried("moving", src, lambda: FSSpecHandler.move(self, src, dest))
+
+    def copy_file(self, src, dest):
+        self._retried("copying", src, lambda: FSSpecHandler.copy_file(self, src, dest))
+
+    def open_input_stream(self, path):
+        from pyarrow import PythonFile
+
+        return PythonFile(self._download(path), mode="r")
+
+    open_input_file = open_input_stream  # the local copy is seekable
+
+    def open_output_stream(self, path, metadata):
+        from pyarrow import PythonFile
+
+        return PythonFile(_UploadOnClose(self, path), mode="w")
+
+    def open_append_stream(self, path, metadata):
+        raise NotImplementedError(f"s3://{path}: S3 objects cannot be appended to")
+
+    def _download(self, path: str) -> IO[bytes]:
+        """The whole object in an anonymous local temporary file, positioned at its start. One GET, so one
+        version of an object that is being replaced (a ranged read through `fs.open` fails when the object
+        changes under it: Ray Train rewrites its checkpoint record while others read it)."""
+        def get() -> IO[bytes]:
+            fd, local_path = tempfile.mkstemp(prefix="stark-download-")
+            os.close(fd)
+            try:
+                try:
+                    self.fs.get_file(path, local_path)
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(errno.ENOENT, "no such object", f"s3://{path}") from exc
+                return open(local_path, "rb")
+            finally:
+                os.remove(local_path)  # an open file stays readable
+
+        return self._retried("reading", path, get)
+
+
+class _UploadOnClose(io.RawIOBase):
+    """A write-only file that collects its bytes in a local temporary file and uploads them when closed."""
+
+    def __init__(self, handler: RetryingS3Handler, path: str):
+        super().__init__()
+        self._handler, self._path = handler, path
+        fd, self._local = tempfile.mkstemp(prefix="stark-upload-")
+        self._file = os.fdopen(fd, "wb")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._file.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._file.close()
+            upload_file(self._local, f"s3://{self._path}", self._handler.cfg)
+        finally:
+            os.remove(self._local)
+            super().close()
+
+    def __del__(self) -> None:
+        """Dropped without close() (its writer failed): discard the bytes, never upload part of a file."""
+        if not self.closed:
+            self._file.close()
+            os.remove(self._local)
+            super().close()

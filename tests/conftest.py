@@ -57,7 +57,7 @@ def s3_endpoint():
         command[1:1] = ["-m", "moto.server"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # at nice 19 on a busy 2-core machine it took 78 s
     while True:
         try:
             urllib.request.urlopen(url, timeout=1).close()

@@ -28,6 +28,14 @@ def test_written_objects_read_back_and_list(root):
     assert not storage.exists(storage.join(root, "a/b.bin"))
 
 
+def test_a_local_file_uploads_whole_to_a_folder_or_a_bucket_and_leaves_no_temporary_file(root, tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    target = storage.join(root, "stage1/checkpoint-000000004/checkpoint.pt")
+    storage.upload_file(str(tmp_path / "checkpoint.pt"), target)
+    assert storage.read_bytes(target) == b"weights"
+    assert storage.list_files(storage.join(root, "stage1")) == [target]
+
+
 def test_local_atomic_write_leaves_no_temporary_file(tmp_path):
     target = str(tmp_path / "x" / "manifest.parquet")
     storage.write_bytes_atomic(target, b"1")

@@ -92,6 +92,77 @@ def test_retry_seconds_is_validated_when_the_config_loads():
         StorageConfig(retry_seconds=-1).validate()
 
 
+# --- Ray Train's view of the same storage (pyarrow) -------------------------------------------------------
+def test_ray_trains_pyarrow_view_of_s3_waits_through_an_outage_and_reads_and_writes_whole_files(s3_bucket,
+                                                                                                  outage):
+    path, fs = storage.arrow_filesystem(f"{s3_bucket}/run", through(outage))
+    outage.cut()
+    restore_after(outage, 3)
+    started = time.monotonic()
+    with fs.open_output_stream(f"{path}/snapshot.json") as f:  # as Ray Train writes its checkpoint record
+        f.write(b'{"step": 4}')
+    assert time.monotonic() - started >= 2.5
+    assert storage.read_bytes(f"{s3_bucket}/run/snapshot.json") == b'{"step": 4}'
+    outage.cut()
+    restore_after(outage, 3)
+    with fs.open_input_file(f"{path}/snapshot.json") as f:
+        assert f.read() == b'{"step": 4}'
+    assert [i.path for i in fs.get_file_info(pyarrow_selector(path))] == [f"{path}/snapshot.json"]
+
+
+def test_a_file_written_through_pyarrow_while_the_endpoint_stays_down_raises_and_is_never_visible(s3_bucket, outage):
+    path, fs = storage.arrow_filesystem(f"{s3_bucket}/run", through(outage, retry_seconds=2))
+    outage.cut()
+    with pytest.raises(StorageError, match=f"writing {s3_bucket}/run/snapshot.json"):
+        with fs.open_output_stream(f"{path}/snapshot.json") as f:
+            f.write(b"half")
+    outage.restore()
+    assert not storage.exists(f"{s3_bucket}/run/snapshot.json")
+
+
+def test_pyarrow_copy_files_ignores_a_failed_upload_which_is_why_checkpoints_do_not_go_through_it(
+        s3_bucket, outage, tmp_path):
+    """The control beside the next test: pyarrow.fs.copy_files (Ray Train's own checkpoint upload) returns
+    as if it had worked when closing an uploaded file fails."""
+    import pyarrow.fs
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    path, fs = storage.arrow_filesystem(f"{s3_bucket}/run", through(outage, retry_seconds=1))
+    outage.cut()
+    pyarrow.fs.copy_files(str(tmp_path), f"{path}/checkpoint-000000004", destination_filesystem=fs)
+    outage.restore()
+    assert not storage.list_files(f"{s3_bucket}/run")
+
+
+def test_the_training_workers_checkpoint_upload_waits_through_an_outage_and_names_one_that_stays(s3_bucket, outage,
+                                                                                                  tmp_path):
+    from ray.train import Checkpoint
+
+    from stark.platform.train.run_layout import checkpoint_uploader
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    stage_dir = f"{s3_bucket}/run/stage1"
+    upload = checkpoint_uploader(stage_dir, through(outage))
+    outage.cut()
+    restore_after(outage, 3)
+    persisted = upload(Checkpoint.from_directory(str(tmp_path)), "checkpoint-000000004")
+    assert storage.read_bytes(f"{stage_dir}/checkpoint-000000004/checkpoint.pt") == b"weights"
+    assert persisted.path == f"{stage_dir[5:]}/checkpoint-000000004"
+    assert persisted.filesystem.get_file_info(f"{persisted.path}/checkpoint.pt").size == len(b"weights")
+
+    outage.cut()
+    with pytest.raises(StorageError, match=f"writing {stage_dir}/checkpoint-000000008/checkpoint.pt"):
+        checkpoint_uploader(stage_dir, through(outage, retry_seconds=1))(Checkpoint.from_directory(str(tmp_path)),
+                                                                           "checkpoint-000000008")
+    assert checkpoint_uploader(str(tmp_path / "local"), None) is None  # a local folder: Ray's own copy
+
+
+def pyarrow_selector(path: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSelector(path, recursive=True)
+
+
 # --- the jobs, end to end ---------------------------------------------------------------------------------
 def objects(bucket: str, prefix: str) -> dict[str, bytes]:
     """Every object under the prefix as the server holds it now (read past the forwarder)."""

@@ -21,7 +21,7 @@ from .. import storage
 from ..experiment import from_dict
 from ..ingest.clips import decode_clip_frames, open_clip
 from ..ingest.importers import read_source
-from ..ingest.manifest import manifest_uri, read_records
+from ..ingest.manifest import check_clips_present, manifest_uri, read_records
 from ..ingest.sources import read_image
 from ..model_loading import LoadedModel
 from ..precision import AMP_DTYPES
@@ -101,9 +101,10 @@ def sequences_from_manifest(uri: str, storage_cfg: storage.StorageConfig | None 
                             split: str | None = None) -> list[EvalSequence]:
     """Clips of a manifest joined back into sequences (rows share sequence_id; ordered by clip_index)."""
     grouped: dict[tuple, list] = {}
-    for record in read_records(uri, storage_cfg):
-        if split is None or record.split == split:
-            grouped.setdefault((record.dataset, record.split, record.sequence_id), []).append(record)
+    records = [r for r in read_records(uri, storage_cfg) if split is None or r.split == split]
+    check_clips_present(uri, records, storage_cfg)  # here, not as a decode error in a Ray worker
+    for record in records:
+        grouped.setdefault((record.dataset, record.split, record.sequence_id), []).append(record)
     sequences = []
     for (dataset, split_name, name), clips in sorted(grouped.items()):
         clips.sort(key=lambda r: r.clip_index)

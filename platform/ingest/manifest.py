@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import BadInputError
-from ..storage import StorageConfig, join, parent, read_bytes, write_bytes_atomic
+from ..storage import StorageConfig, join, list_files, parent, read_bytes, write_bytes_atomic
 
 MANIFEST_NAME = "manifest.parquet"
 MANIFEST_VERSION = "1"
@@ -131,6 +131,26 @@ def read_manifest(uri: str, storage: StorageConfig | None = None) -> pa.Table:
 
 def read_records(uri: str, storage: StorageConfig | None = None) -> list[ClipRecord]:
     return [ClipRecord.from_row(row) for row in read_manifest(uri, storage).to_pylist()]
+
+
+def check_clips_present(uri: str, records: list[ClipRecord], storage: StorageConfig | None = None) -> None:
+    """Every clip the manifest names is there, or one BadInputError naming the manifest and the first missing
+    clip. One listing of the manifest's folder covers the clips ingest wrote under it (a clip elsewhere:
+    one listing of its own folder), so the check costs a few requests, not one per clip."""
+    uri = manifest_uri(uri)
+    home = parent(uri)
+    folders: dict[str, list[str]] = {}
+    for record in records:
+        clip = record.clip_uri
+        folders.setdefault(home if clip.startswith(home + "/") else parent(clip), []).append(clip)
+    missing = []
+    for folder, clips in folders.items():
+        present = set(list_files(folder, storage))
+        missing += [clip for clip in clips if clip not in present]
+    if missing:
+        raise BadInputError(f"{uri}: names clip {missing[0]}, which does not exist ({len(missing)} of "
+                            f"{len(records)} clips missing): the clips were moved or deleted since the ingest; run "
+                            f"`stark ingest SRC {home}` again to encode them")
 
 
 def table_metadata(table: pa.Table) -> dict[str, str]:

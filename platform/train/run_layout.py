@@ -16,6 +16,7 @@ same folders: Ray Train resumes a run with the same storage_path and name from i
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +59,34 @@ class RunPaths:
 
 def ray_storage(uri: str, storage_cfg: StorageConfig | None) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for ray.train.RunConfig: S3 goes through our s3fs settings
-    (endpoint, credentials) wrapped as a pyarrow filesystem; a local folder needs none."""
+    (endpoint, credentials) as a pyarrow filesystem whose checkpoint writes and reads are retried through
+    an outage for storage.retry_seconds, like every other storage call; a local folder needs none."""
     if not storage.is_s3(uri):
         return uri, None
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    return storage.arrow_filesystem(uri, storage_cfg)
 
-    fs, path = storage.filesystem(uri, storage_cfg)
-    return path, PyFileSystem(FSSpecHandler(fs))
+
+def checkpoint_uploader(stage_dir: str, storage_cfg: StorageConfig | None):
+    """For ray.train.report(checkpoint_upload_fn=...): a stage stored on S3 uploads each file of a checkpoint
+    folder with `storage.upload_file` (retried through an outage for storage.retry_seconds, then one
+    StorageError; never a partial object) into <stage_dir>/<checkpoint name>, where Ray Train's own upload
+    would put it. None for a local folder (Ray's copy is a local file copy). Ray's own upload, a
+    `pyarrow.fs.copy_files`, cannot be used on S3: it ignores a failed upload (see storage.RetryingS3Handler)."""
+    if not storage.is_s3(stage_dir):
+        return None
+    fs_path, filesystem = ray_storage(stage_dir, storage_cfg)
+
+    def upload(checkpoint, name: str):
+        import ray.train
+
+        for folder, _, files in os.walk(checkpoint.path):
+            for file in sorted(files):
+                local = os.path.join(folder, file)
+                relative = os.path.relpath(local, checkpoint.path).replace(os.sep, "/")
+                storage.upload_file(local, storage.join(stage_dir, name, relative), storage_cfg)
+        return ray.train.Checkpoint(path=f"{fs_path}/{name}", filesystem=filesystem)
+
+    return upload
 
 
 def latest_result(stage_dir: str, storage_cfg: StorageConfig | None):

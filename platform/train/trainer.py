@@ -20,8 +20,8 @@ def fit_stage(cfg, stage: int, paths: RunPaths, dataset, worker_config: dict[str
     storage_path, filesystem = ray_storage(paths.run_dir, cfg.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": plain_config(cfg), "stage": stage, "final_uri": paths.final(stage),
-                           **worker_config},
+        train_loop_config={"config": plain_config(cfg), "stage": stage, "stage_dir": paths.stage_dir(stage),
+                           "final_uri": paths.final(stage), **worker_config},
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker={
             "CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}),
         run_config=RunConfig(name=f"stage{stage}", storage_path=storage_path, storage_filesystem=filesystem,

@@ -27,13 +27,13 @@ from ..mlflow_runs import resolve_tracking_uri
 from ..model_loading import load_model
 from ..storage import StorageConfig
 from .progress import StageLoop
-from .run_layout import WORKER_CHECKPOINT_FILE
+from .run_layout import WORKER_CHECKPOINT_FILE, checkpoint_uploader
 from .step import (SamplerState, TrainingState, advance_schedule, build_optimizer, build_scheduler, final_checkpoint,
                    make_grad_scaler, remaining_steps, restore_training, train_step, training_checkpoint, unwrap)
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """config: {'config': plain experiment dict, 'stage', 'final_uri', 'end_sample', 'init_from',
+    """config: {'config': plain experiment dict, 'stage', 'stage_dir', 'final_uri', 'end_sample', 'init_from',
     'storage': resolved StorageConfig dict, 'mlflow': {'tracking_uri', 'run_id'} or None}."""
     import ray.train
     import ray.train.torch
@@ -74,6 +74,8 @@ def train_loop_per_worker(config: dict) -> None:
     if checkpoint is not None:
         loop.log_resume()
 
+    upload = checkpoint_uploader(config["stage_dir"], storage_cfg)  # None: Ray copies to a local folder itself
+
     def report(complete: bool) -> None:
         metrics = loop.report_metrics(complete)
         name = f"checkpoint-{state.step:09d}"
@@ -83,9 +85,9 @@ def train_loop_per_worker(config: dict) -> None:
         content = training_checkpoint(model, config["config"], state, optimizer, scheduler, scaler)
         with tempfile.TemporaryDirectory() as folder:
             torch.save(content, os.path.join(folder, WORKER_CHECKPOINT_FILE))
-            # Ray: uploads the folder to <storage>/<run>/stage<N>/<name>, then registers it
+            # Ray: uploads the folder to <storage>/<run>/stage<N>/<name> (on S3 with our retries), then registers it
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
-                             checkpoint_dir_name=name)
+                             checkpoint_dir_name=name, checkpoint_upload_fn=upload)
 
     loss_fn = build_loss(stage).to(device)
     last_saved = state.step

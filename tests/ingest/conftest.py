@@ -1,5 +1,5 @@
 """Source trees the importer specifications share: each layout generated once (small, seeded); a test that
-breaks a file works on its own copy."""
+breaks a file works on its own copy. And one local Ray for the package's ingests that run through it."""
 from __future__ import annotations
 
 import shutil
@@ -29,3 +29,14 @@ def copy_of(sources, tmp_path):
         shutil.copytree(sources[0] / layout, target)
         return target
     return copy
+
+
+@pytest.fixture(scope="package")
+def ray_local():
+    """A local Ray (2 CPUs) shared by every test of tests/ingest that ingests for real: started once, at
+    the first test that asks for it, and shut down after the package."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

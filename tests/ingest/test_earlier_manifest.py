@@ -2,7 +2,8 @@
 word: each sequence ingested again replaces its own rows, every other row stays, and the summary says
 how many were kept and replaced. An earlier manifest that cannot be read stops the ingest untouched.
 
-The Ray phase runs in this process here (`encode_in_process`); tests/ingest/test_ingest.py runs the real one.
+The ingests run as the command runs them, each sequence a Ray task, on the package's one local Ray
+(tests/ingest/conftest.py); the sources are a few frames each, so a case takes seconds.
 """
 from __future__ import annotations
 
@@ -11,29 +12,14 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from stark.platform.ingest import run
 from stark.platform.ingest.config import IngestConfig
 from stark.platform.ingest.manifest import read_records
 from stark.platform.ingest.run import ingest
-from stark.platform.ingest.sequence_clips import ingest_sequence
 from stark.platform.ingest.sources import InvalidInputError
 from stark.platform.ingest.synthetic import write_demo_dataset
 
+pytestmark = pytest.mark.usefixtures("ray_local")
 TINY = dict(num_sequences=2, num_frames=8, size=(64, 48), num_test=0)
-
-
-@pytest.fixture
-def encode_in_process(monkeypatch):
-    """`ingest` with its Ray tasks replaced by the same per-sequence work, run here one after another."""
-    def run_here(sequences, dest, settings, storage, cfg, report, out):
-        records = []
-        for source in sequences:
-            outcome = ingest_sequence(source, dest, settings, storage)
-            records += outcome.records
-            report.reused += outcome.reused
-            report.encoded += not outcome.reused
-        return records
-    monkeypatch.setattr(run, "_run_tasks", run_here)
 
 
 @pytest.fixture
@@ -51,8 +37,7 @@ def sequences(dest: str) -> dict[tuple[str, str], list]:
     return found
 
 
-def test_ingesting_another_dataset_into_the_same_dest_keeps_the_earlier_rows_and_says_so(trees, encode_in_process,
-                                                                                          capsys):
+def test_ingesting_another_dataset_into_the_same_dest_keeps_the_earlier_rows_and_says_so(trees, capsys):
     got10k, lasot, dest = trees
     ingest(got10k, dest, IngestConfig())
     first = sequences(dest)
@@ -69,7 +54,7 @@ def test_ingesting_another_dataset_into_the_same_dest_keeps_the_earlier_rows_and
     assert metadata[b"stark.layout"] == b"got10k,lasot"
 
 
-def test_a_sequence_ingested_again_replaces_all_its_own_rows_and_no_other(trees, encode_in_process):
+def test_a_sequence_ingested_again_replaces_all_its_own_rows_and_no_other(trees):
     got10k, lasot, dest = trees
     ingest(got10k, dest, IngestConfig())
     ingest(lasot, dest, IngestConfig())
@@ -93,7 +78,7 @@ def test_a_sequence_ingested_again_replaces_all_its_own_rows_and_no_other(trees,
     assert "kept 2 of its sequences (lasot 2), replaced 2 ingested again" in report.summary()
 
 
-def test_ingesting_the_same_source_again_writes_the_same_manifest_bytes(trees, encode_in_process):
+def test_ingesting_the_same_source_again_writes_the_same_manifest_bytes(trees):
     got10k, _, dest = trees
     ingest(got10k, dest, IngestConfig())
     first = open(os.path.join(dest, "manifest.parquet"), "rb").read()
@@ -102,7 +87,7 @@ def test_ingesting_the_same_source_again_writes_the_same_manifest_bytes(trees, e
     assert open(os.path.join(dest, "manifest.parquet"), "rb").read() == first
 
 
-def test_a_same_named_sequence_from_another_source_is_replaced_and_named_in_the_summary(tmp_path, encode_in_process):
+def test_a_same_named_sequence_from_another_source_is_replaced_and_named_in_the_summary(tmp_path):
     for day in ("day1", "day2"):
         write_demo_dataset(str(tmp_path / day), "footage", num_sequences=1, num_frames=6, size=(64, 48),
                            seed=len(day) + int(day[-1]))
@@ -113,7 +98,7 @@ def test_a_same_named_sequence_from_another_source_is_replaced_and_named_in_the_
             f"{tmp_path / 'day2' / 'clip_00.mp4'}") in report.summary()
 
 
-def test_a_sequence_skipped_as_invalid_now_keeps_its_earlier_rows_and_the_summary_says_so(trees, encode_in_process):
+def test_a_sequence_skipped_as_invalid_now_keeps_its_earlier_rows_and_the_summary_says_so(trees):
     got10k, _, dest = trees
     ingest(got10k, dest, IngestConfig())
     broken = sorted(os.listdir(os.path.join(got10k, "train")))[0]
@@ -125,7 +110,7 @@ def test_a_sequence_skipped_as_invalid_now_keeps_its_earlier_rows_and_the_summar
     assert "(its rows from the earlier manifest stay)" in report.summary()
 
 
-def test_an_unreadable_earlier_manifest_stops_the_ingest_before_any_work_and_stays_as_it_was(trees, encode_in_process):
+def test_an_unreadable_earlier_manifest_stops_the_ingest_before_any_work_and_stays_as_it_was(trees):
     got10k, _, dest = trees
     os.makedirs(dest)
     manifest = os.path.join(dest, "manifest.parquet")

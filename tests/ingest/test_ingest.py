@@ -22,17 +22,8 @@ from stark.platform.ingest.sources import read_image
 from stark.platform.storage import StorageConfig
 from stark.platform.ingest.synthetic import write_demo_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]  # one Ray for the package (conftest.py)
 SMALL = dict(num_sequences=3, num_frames=30, size=(160, 120), num_test=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -39,6 +39,20 @@ def test_an_expected_failure_wrapped_by_another_exception_is_still_recognised(ca
     assert capsys.readouterr().err.strip() == "error: clip.mp4: not a readable video"
 
 
+def test_an_expected_failure_inside_a_ray_train_worker_or_controller_is_still_recognised(capsys):
+    """Ray Train carries a worker's exception back inside WorkerGroupError (per rank, wrapped with its
+    traceback text) and the controller's inside ControllerError: the one line is the inner exception's."""
+    from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+
+    outage = ServiceError("object storage at http://127.0.0.1:9 (bucket 'runs') did not answer: writing ...")
+    worker = WorkerGroupError("rank 0 failed", {0: UserExceptionWithTraceback(outage, "Traceback ...")})
+    assert job_raising(worker)([]) == EXIT_FAILED
+    assert capsys.readouterr().err.splitlines() == [f"error: {outage}"]
+    assert job_raising(ControllerError(BadInputError("clip.mp4: not a readable video")))([]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.splitlines() == ["error: clip.mp4: not a readable video"]
+
+
 def test_a_bug_writes_its_traceback_to_a_log_file_and_names_it_in_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("STARK_LOG_DIR", str(tmp_path))
     assert job_raising(ZeroDivisionError("division by zero"))(["--x", "1"]) == EXIT_FAILED

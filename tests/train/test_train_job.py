@@ -346,3 +346,103 @@ def test_a_second_invocation_of_the_same_command_resumes_where_the_first_stopped
 
     assert registered_step(runs, 1) == 24
     assert load_model(f"{runs}/stark_tiny/stage1/final.pt").checkpoint["step"] == 24
+
+
+# --- an outage of the S3 endpoint during training -------------------------------------------------
+@pytest.fixture(scope="module")
+def s3_manifest(s3_endpoint, manifest, tmp_path_factory) -> str:
+    """The same four sequences ingested to S3 (so the stream reads its clips from the endpoint too)."""
+    import boto3
+
+    from stark.platform.ingest.config import IngestConfig
+    from stark.platform.ingest.run import ingest
+
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="train-outage")
+    source = str(Path(manifest).parent / "src")
+    ingest(source, "s3://train-outage/data", IngestConfig(preset="ultrafast"), out=io.StringIO())
+    return "s3://train-outage/data"
+
+
+@pytest.fixture
+def outage(s3_endpoint):
+    from tests.support.tcp_outage import TcpOutage
+
+    proxy = TcpOutage(int(s3_endpoint.rsplit(":", 1)[1]))
+    yield proxy
+    proxy.cut()
+
+
+def object_versions(prefix: str) -> dict[str, str]:
+    """ETag of every object under the prefix as the server holds it now (listed past the forwarder)."""
+    from stark.platform import storage
+
+    fs, path = storage.filesystem(prefix)
+    fs.invalidate_cache(path)
+    return {f"s3://{key}": info["ETag"] for key, info in fs.find(path, detail=True).items()}
+
+
+def train_through(proxy, ray_address: str, folder: Path, args: list[str]) -> subprocess.Popen:
+    """`stark train` as a subprocess whose every S3 call (driver, Ray Train controller, workers, decode
+    actors) goes through the forwarder: the job resolves the endpoint once and hands it to them."""
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "stark.jobs.train", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=folder)
+
+
+def wait_for_job(job: subprocess.Popen, condition, timeout: float, what: str) -> None:
+    """wait_for, with the job's output in the failure (the job is killed then)."""
+    try:
+        wait_for(lambda: condition() or job.poll() is not None, timeout, what)
+    except AssertionError as exc:
+        job.kill()
+        out, err = job.communicate()
+        raise AssertionError(f"{exc}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}") from None
+    if job.poll() is not None:
+        out, err = job.communicate()
+        raise AssertionError(f"the job ended (exit {job.returncode}) before {what}:\n{out[-4000:]}\n{err[-4000:]}")
+
+
+@pytest.mark.slow
+def test_a_run_on_s3_survives_a_ten_second_outage_and_one_that_outlasts_its_retries_ends_it_in_one_line(
+        tmp_path, s3_manifest, ray_address, s3_bucket, outage):
+    """One job, two outages of its S3 endpoint. The first, 10 s long once the first checkpoint is
+    registered, is waited out (storage.retry_seconds=20): stream reads (one open clip per decode actor, so
+    clips are fetched again and again) and checkpoint writes carry on after it, and no object under the
+    run is ever visible half-written or rewritten. The second lasts: the job ends with exit 1 and one line
+    naming the endpoint and bucket, no traceback."""
+    from stark.platform import storage
+    from stark.platform.checkpoint import read_checkpoint_bytes
+
+    runs = f"{s3_bucket}/runs"
+    args = job_args(tmp_path, s3_manifest, "train.stages=[1]", "train.stage1.epochs=3", "data.open_clip_cache=1",
+                    "storage.retry_seconds=20", "train.max_failures=0", storage_path=runs)
+    job = train_through(outage, ray_address, tmp_path, args)
+    seen: dict[str, set[str]] = {}
+
+    def look() -> None:
+        for uri, etag in object_versions(runs).items():
+            seen.setdefault(uri, set()).add(etag)
+
+    wait_for_job(job, lambda: registered_step(runs, 1) >= 4, 600, "the first checkpoint")
+    outage.cut()
+    cut_at = time.monotonic()
+    while time.monotonic() - cut_at < 10:
+        look()
+        time.sleep(0.5)
+    outage.restore()
+    wait_for_job(job, lambda: look() or registered_step(runs, 1) >= 12, 600, "two checkpoints after the outage")
+
+    checkpoints = [u for u in seen if "/checkpoint-" in u and u.endswith("/checkpoint.pt")]
+    assert checkpoints and all(len(seen[u]) == 1 for u in checkpoints), seen  # each written once, whole
+    latest = max(checkpoints)
+    step = read_checkpoint_bytes(storage.read_bytes(latest), latest)["step"]
+    assert step == int(latest.rsplit("checkpoint-", 1)[1][:9]) >= 12
+
+    outage.cut()  # for good
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 1, out + err
+    lines = err.strip().splitlines()  # Ray's and MLflow's INFO lines, then the one error line
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
+    assert lines[-1].startswith(f"error: object storage at {outage.url} (bucket '{s3_bucket[5:]}') did not answer"), err
+    assert "storage.retry_seconds" in lines[-1] and "Traceback" not in err
+    assert "train: FAILED" in out
