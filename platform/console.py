@@ -25,6 +25,18 @@ PROGRESS_MARK = "[stark] "  # a worker line starting with this is the platform's
 LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "py.warnings")
 
 _log_file: Path | None = None  # where library output goes, once routed (None: the terminal, as usual)
+_job_log: Path | None = None  # the job's log file, <home>/logs/<command>.log, once its config is loaded
+
+
+def set_job_log(log_file: Path) -> None:
+    """Name the running job's log file, routed into or not (`--verbose`); its folder also takes the
+    tracebacks of bugs (jobs/boundary.py). The latest job's wins (a pipeline's steps share one home)."""
+    global _job_log
+    _job_log = log_file
+
+
+def job_log() -> Path | None:
+    return _job_log
 
 
 def route_library_output(log_file: Path) -> Path:
