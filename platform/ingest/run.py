@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from ..console import PROGRESS_EVERY_S
+from ..ray_runtime import init_ray
 from ..storage import StorageConfig, exists, is_s3, join, normalize, write_bytes_atomic
 from .clips import EncodeSettings
 from .config import IngestConfig
@@ -79,9 +81,9 @@ class IngestReport:
 
 
 class Progress:
-    """One line per second at most: done/total, rate, ETA."""
+    """done/total, rate, ETA: one line every PROGRESS_EVERY_S at most, and the last one."""
 
-    def __init__(self, total: int, out=sys.stdout, every: float = 1.0):
+    def __init__(self, total: int, out=sys.stdout, every: float = PROGRESS_EVERY_S):
         self.total, self.out, self.every = total, out, every
         self.start = self.last = time.monotonic()
 
@@ -195,8 +197,7 @@ def _run_tasks(sequences: list[SequenceSource], dest: str, settings: ClipSetting
                cfg: IngestConfig, report: IngestReport, out) -> list[ClipRecord]:
     import ray
 
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # a pipeline's Ray if one is up; else a local one, its start-up lines in the job's log
     task = ray.remote(num_cpus=1)(_ingest_task)
     limit = cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     progress = Progress(len(sequences), out)
