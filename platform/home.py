@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "STARK_HOME"
-MODEL_URI_SCHEMES = ("models:/", "runs:/", "starter:")  # model arguments that are not paths
 DEFAULT_HOME = "~/.stark"
+MODEL_URI_SCHEMES = ("models:/", "runs:/", "starter:")  # model arguments that are not paths
 
 
 def resolve_home(configured: str | None = None) -> Path:
