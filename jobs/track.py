@@ -12,7 +12,7 @@ import numpy as np
 
 from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
 from stark.jobs.boundary import job_boundary
-from stark.platform.console import PROGRESS_EVERY_S
+from stark.platform.console import PROGRESS_EVERY_S, ProgressPacer
 from stark.platform.home import Home, output_folder
 
 DEFAULT_MODEL = "models:/stark@champion"
@@ -20,13 +20,13 @@ DEFAULT_MODEL = "models:/stark@champion"
 
 class ProgressBar:
     """One line that redraws itself on a terminal, or elsewhere (logs, CI, the pipeline's steps) a line every
-    `every` seconds at most and the last one."""
+    `every` seconds at most, each a tenth of the frames further, and the last one (console.ProgressPacer)."""
 
     def __init__(self, total: int, stream=None, every: float = PROGRESS_EVERY_S):
-        self.total, self.stream, self.every = total, stream or sys.stderr, every
+        self.total, self.stream = total, stream or sys.stderr
         self.start = time.perf_counter()
         self.last_draw = 0.0
-        self.last_line = self.start
+        self.pacer = ProgressPacer(total, every)
         self.tty = self.stream.isatty()
 
     def update(self, done: int) -> None:
@@ -40,8 +40,7 @@ class ProgressBar:
                 self.stream.write("\r" + line + ("\n" if done == self.total else ""))
                 self.stream.flush()
                 self.last_draw = now
-        elif now - self.last_line >= self.every or done == self.total:
-            self.last_line = now
+        elif self.pacer.due(done):
             print(line, file=self.stream, flush=True)
 
 

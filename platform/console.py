@@ -22,20 +22,41 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 PROGRESS_MARK = "[stark] "  # a worker line starting with this is the platform's own, for the terminal
 LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "py.warnings")
-# Off a terminal (a log, CI, the pipeline's steps) a progress line is printed at most this often, plus the
-# last one: a job's progress stays a handful of lines however many items it counts.
+# Off a terminal (a log, CI, the pipeline's steps) a progress line is printed at most this often, each a
+# tenth of the work further than the one before, plus the last one: a job's progress stays a dozen lines at
+# most however many items it counts and however slow the machine is (ProgressPacer).
 PROGRESS_EVERY_S = 10.0
+PROGRESS_STEP_FRACTION = 0.1
 
 _log_file: Path | None = None  # where library output goes, once routed (None: the terminal, as usual)
 _handler: logging.Handler | None = None  # the one handler writing to it
 _terminal = None  # inside library_stdout(): the stream the platform's own lines still go to
 _job_log: Path | None = None  # the job's log file, <home>/logs/<command>.log, once its config is loaded
+
+
+class ProgressPacer:
+    """Says when a progress line is due off a terminal: the last one always; before it, at most one every
+    `every` seconds, each at least `fraction` of `total` further than the one before."""
+
+    def __init__(self, total: int, every: float = PROGRESS_EVERY_S, fraction: float = PROGRESS_STEP_FRACTION):
+        self.total, self.every = total, every
+        self.step = max(1, math.ceil(total * fraction))
+        self.last_time, self.last_done = time.monotonic(), 0
+
+    def due(self, done: int, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or done >= self.total or (now - self.last_time >= self.every and done - self.last_done >= self.step):
+            self.last_time, self.last_done = now, done
+            return True
+        return False
 
 
 def set_job_log(log_file: Path) -> None:
