@@ -5,10 +5,13 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 from stark.jobs.boundary import user_input
+from stark.platform.console import route_library_output, set_job_log
 from stark.platform.errors import ServiceError
 from stark.platform.experiment import ConfigError, load_config
+from stark.platform.home import Home
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")  # key.sub= : dotted identifiers, then '='
 
@@ -75,12 +78,10 @@ def config_from_args(args: argparse.Namespace):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    log_file = Path(Home.resolve(cfg.home).logs) / f"{args.command}.log"
+    set_job_log(log_file)
     if not getattr(args, "verbose", True):
-        from pathlib import Path
-
-        from stark.platform.console import route_library_output
-
-        route_library_output(Path(cfg.home) / "logs" / f"{args.command}.log")
+        route_library_output(log_file)
     return cfg
 
 

@@ -6,8 +6,9 @@ exit code that says whose move it is:
   2  bad input or config: a file, path, argument or value is wrong (`BadInputError`, a missing file)
   1  runtime failure: a service (object storage, MLflow) unreachable after its retries, a registry refusal
 
-Anything else is a bug: its traceback goes to a log file (under $STARK_LOG_DIR, default
-<tmp>/stark-logs) and the terminal gets one line naming that file; the exit code is 1.
+Anything else is a bug: its traceback goes to a log file in the home's logs folder (`<home>/logs`, beside
+the job's `<command>.log`; `$STARK_LOG_DIR` instead when set) and the terminal gets one line naming that
+file; the exit code is 1.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import functools
 import inspect
 import os
 import sys
-import tempfile
 import time
 import traceback
 
+from stark.platform.console import job_log
 from stark.platform.errors import BadInputError, ServiceError
+from stark.platform.home import Home
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -117,7 +119,11 @@ def first_line(exc: BaseException) -> str:
 
 
 def log_dir() -> str:
-    return os.environ.get(LOG_DIR_ENV) or os.path.join(tempfile.gettempdir(), "stark-logs")
+    """$STARK_LOG_DIR, else the folder of the job's log file (its config's home), else the home's logs
+    folder ($STARK_HOME, else ~/.stark) for a job that failed before its config was loaded."""
+    if os.environ.get(LOG_DIR_ENV):
+        return os.environ[LOG_DIR_ENV]
+    return str(job_log().parent) if job_log() is not None else Home.resolve().logs
 
 
 def write_traceback_log(prog: str, argv, exc: BaseException) -> str:

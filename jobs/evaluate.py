@@ -8,30 +8,14 @@ included, model loading not).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 import sys
 import time
-from pathlib import Path
 
 from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, job_tracking_uri
 from stark.jobs.boundary import job_boundary
+from stark.platform.home import output_folder
 
 THROUGHPUT = "frames tracked / wall-clock seconds of tracking, all workers together"
-
-
-def _slug(text: str) -> str:
-    """A folder name for a model or data argument: its readable tail and a short hash of the whole."""
-    tail = re.sub(r"[^A-Za-z0-9@._-]+", "_", text.rstrip("/").split("://")[-1].split("/")[-1]) or "x"
-    return f"{tail[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
-
-
-def default_output(root: str, model: str, data: str, split: str | None) -> Path:
-    """<root>/<model>/<data>[-<split>]: one folder per model and data set."""
-    data_path = data if "://" in data else str(Path(data).resolve())
-    model_path = model if "://" in model or model.startswith(("models:/", "runs:/", "starter:")) \
-        else str(Path(model).resolve())
-    return Path(root) / _slug(model_path) / (_slug(data_path) + (f"-{split}" if split else ""))
 
 
 @job_boundary
@@ -62,7 +46,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
               f"or --split", file=sys.stderr)
         return 2
     settings = cfg.tracker_choice.for_model(loaded.tracker)
-    out_dir = args.out or str(default_output(cfg.evaluate.output, args.model, args.data, args.split))
+    out_dir = args.out or str(output_folder(cfg.evaluate.output, args.model, args.data, args.split))
     total_frames = sum(s.num_frames for s in sequences)
     print(f"evaluating {loaded.kind} model {args.model} (STARK-{loaded.model_cfg.variant}) on {len(sequences)} "
           f"{benchmark} sequence(s), {total_frames} frames; update_interval={settings.update_interval}, "

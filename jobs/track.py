@@ -1,4 +1,7 @@
-"""`stark track VIDEO --box x,y,w,h`: track one object through a video (or a JPEG folder)."""
+"""`stark track VIDEO --box x,y,w,h`: track one object through a video (or a JPEG folder).
+
+Output goes to `--out DIR`, else to `<home>/track/<model>/<video>/` (platform/home.py: one folder per model
+and video, the same from any working folder; nothing is written to the current folder unless asked)."""
 from __future__ import annotations
 
 import sys
@@ -9,18 +12,21 @@ import numpy as np
 
 from stark.jobs.args import config_from_args, job_parser, job_tracking_uri
 from stark.jobs.boundary import job_boundary
+from stark.platform.console import PROGRESS_EVERY_S, ProgressPacer
+from stark.platform.home import Home, output_folder
 
 DEFAULT_MODEL = "models:/stark@champion"
 
 
 class ProgressBar:
-    """One line that redraws itself on a terminal, or a line per 10% elsewhere (logs, CI)."""
+    """One line that redraws itself on a terminal, or elsewhere (logs, CI, the pipeline's steps) a line every
+    `every` seconds at most, each a tenth of the frames further, and the last one (console.ProgressPacer)."""
 
-    def __init__(self, total: int, stream=None):
+    def __init__(self, total: int, stream=None, every: float = PROGRESS_EVERY_S):
         self.total, self.stream = total, stream or sys.stderr
         self.start = time.perf_counter()
         self.last_draw = 0.0
-        self.last_decile = -1
+        self.pacer = ProgressPacer(total, every)
         self.tty = self.stream.isatty()
 
     def update(self, done: int) -> None:
@@ -34,8 +40,7 @@ class ProgressBar:
                 self.stream.write("\r" + line + ("\n" if done == self.total else ""))
                 self.stream.flush()
                 self.last_draw = now
-        elif (decile := 10 * done // max(self.total, 1)) != self.last_decile:
-            self.last_decile = decile
+        elif self.pacer.due(done):
             print(line, file=self.stream, flush=True)
 
 
@@ -47,7 +52,8 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     parser.add_argument("--box", required=True, help="the object in the first frame: x,y,w,h in pixels")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"checkpoint, official STARK file or MLflow URI (default: {DEFAULT_MODEL})")
-    parser.add_argument("--out", default=None, help="output folder (default: ./<video name>-track)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: <home>/track/<model>/<video>, one per model and video)")
     parser.add_argument("--engine", choices=["torch", "onnx"], default=None,
                         help="run the network on PyTorch or ONNX Runtime (default: evaluate.engine from the config)")
     args = parser.parse_args(argv)
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     from stark.platform.track.tracker import StarkTracker, target_present
 
     video = Path(args.video)
-    out_dir = Path(args.out or f"{video.stem or video.name}-track")
+    out_dir = Path(args.out) if args.out else output_folder(Home.resolve(cfg.home).track, args.model, args.video)
     try:
         box = parse_box_argument(args.box)
         frames = open_frames(video)

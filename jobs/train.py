@@ -216,6 +216,7 @@ def run_stage(cfg, stage: int, plan: Plan, runs, index_ref, worker_storage: dict
                              StorageConfig(**worker_storage))
         worker_config = {"end_sample": end_sample, "init_from": plan.init_from[stage], "storage": worker_storage,
                          "mlflow": {"tracking_uri": plan.tracking_uri, "run_id": run_id}}
+        runs.resume(run_id)  # only a stage with steps left runs again: a finished one keeps its duration
         try:
             result = fit_stage(cfg, stage, paths, stream, worker_config)
         except BaseException:

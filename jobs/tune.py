@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stark.jobs.args import add_model_data_args, config_from_args, job_parser, load_model_and_sequences, job_tracking_uri
 from stark.jobs.boundary import job_boundary
+from stark.platform.console import library_stdout
 
 
 def experiment_name(cfg, model: str, data: str, split: str | None, settings) -> str:
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None, prog: str = "stark tune") -> int:
                                       lambda: compute_bases(packed, settings, sequences, cfg.evaluate, cfg.storage))
         print(f"base runs (no updates) ready for {len(bases)} sequence(s) in {time.perf_counter() - start:.1f}s",
               flush=True)
-    grid = run_search(packed, settings, sequences, cfg.tune, benchmark, name, cfg.evaluate, cfg.storage, bases)
+    with library_stdout():  # Ray Tune's experiment table and results-folder lines: into the job's log
+        grid = run_search(packed, settings, sequences, cfg.tune, benchmark, name, cfg.evaluate, cfg.storage, bases)
     wall = time.perf_counter() - start
     if grid.errors:
         print(f"error: {len(grid.errors)} trial(s) failed; first: {grid.errors[0]}", file=sys.stderr)

@@ -149,25 +149,28 @@ def log_params(client, run_id: str, params: dict[str, Any]) -> None:
 
 class JobRuns:
     """The MLflow runs of one training job: a parent run found again by the job's run folder (so a
-    resumed job keeps logging to the same runs), and one nested run per stage."""
+    resumed job keeps logging to the same runs), and one nested run per stage.
+
+    A run found again stays as it was until `resume` says work starts in it: a re-run with nothing to do
+    leaves its status, end time and so its duration alone (MLflow shows end - start, which would
+    otherwise grow by the time between the invocations)."""
 
     KIND_TAG, RUN_DIR_TAG, STAGE_TAG = "stark.kind", "stark.run_dir", "stark.stage"
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, run_dir: str):
-        from mlflow.entities import RunStatus
-
         self.tracking_uri, self.run_dir = tracking_uri, run_dir
         self.client = mlflow_client(tracking_uri)
         self.experiment_id = experiment_id(self.client, experiment, tracking_uri)
+        self.running: set[str] = set()  # runs this invocation works in: created, or resumed with work to do
         existing = self._find({self.KIND_TAG: "train", self.RUN_DIR_TAG: run_dir}, parent=None)
         self.resumed = existing is not None
         if existing is None:
             self.parent_id = self.client.create_run(
                 self.experiment_id, run_name=run_name,
                 tags={self.KIND_TAG: "train", self.RUN_DIR_TAG: run_dir}).info.run_id
+            self.running.add(self.parent_id)
         else:
             self.parent_id = existing
-            self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
 
     def _find(self, tags: dict[str, str], parent: str | None) -> str | None:
         from mlflow.entities import ViewType
@@ -196,15 +199,24 @@ class JobRuns:
                   file=sys.stderr)
 
     def stage_run(self, stage: int) -> str:
-        from mlflow.entities import RunStatus
-
+        """The stage's run: the one an earlier invocation made (untouched until `resume`), else a new one."""
         existing = self._find({self.STAGE_TAG: str(stage)}, parent=self.parent_id)
         if existing is not None:
-            self.client.update_run(existing, status=RunStatus.to_string(RunStatus.RUNNING))
             return existing
-        return self.client.create_run(self.experiment_id, run_name=f"stage{stage}",
-                                      tags={"mlflow.parentRunId": self.parent_id, self.STAGE_TAG: str(stage),
-                                            self.KIND_TAG: "train-stage"}).info.run_id
+        run_id = self.client.create_run(self.experiment_id, run_name=f"stage{stage}",
+                                        tags={"mlflow.parentRunId": self.parent_id, self.STAGE_TAG: str(stage),
+                                              self.KIND_TAG: "train-stage"}).info.run_id
+        self.running.add(run_id)
+        return run_id
+
+    def resume(self, run_id: str) -> None:
+        """Work starts in `run_id` (and so in the parent): both are RUNNING until `finish`."""
+        from mlflow.entities import RunStatus
+
+        for run in (self.parent_id, run_id):
+            if run not in self.running:
+                self.client.update_run(run, status=RunStatus.to_string(RunStatus.RUNNING))
+                self.running.add(run)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, local_path, artifact_path)
@@ -217,7 +229,16 @@ class JobRuns:
             self.client.set_tag(run_id, key, value)
 
     def finish(self, run_id: str, ok: bool = True) -> None:
-        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+        """End the run: now if this invocation worked in it. A run it did no work in keeps its end time;
+        only its status changes, when it must (an earlier invocation left it FAILED or RUNNING)."""
+        status = "FINISHED" if ok else "FAILED"
+        if run_id in self.running:
+            self.client.set_terminated(run_id, status=status)
+            self.running.discard(run_id)
+            return
+        info = self.client.get_run(run_id).info
+        if info.status != status:
+            self.client.set_terminated(run_id, status=status, end_time=info.end_time or None)
 
 
 def log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> None:

@@ -22,8 +22,9 @@ def init_ray(min_cpus: int = 0, **kwargs) -> None:
 
     if ray.is_initialized():
         return
+    apply_routing()  # `import ray` put a terminal handler on the "ray" logger: ray.init's own lines go to the log
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
         ray.init(num_cpus=max(os.cpu_count() or 1, min_cpus), **kwargs)
-    apply_routing()  # ray.init puts its own terminal handler back on the "ray" logger
+    apply_routing()  # and Ray's driver-side printer of worker lines is replaced once it exists

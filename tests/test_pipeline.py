@@ -1,10 +1,12 @@
 """`stark pipeline` end to end on embedded defaults (smaller than the README's run so CI stays short):
 every step runs, the summary compares with the static-box baseline, and a re-run, from the same folder or
-another, is a fast no-op that prints the same summary. Its state is in the home, never the working folder."""
+another, is a fast no-op that prints the same summary; `stark evaluate` and `stark track` from another folder
+find its champion. Its state is in the home, never the working folder."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,11 +22,16 @@ SMALL = ["pipeline.demo_train_sequences=4", "pipeline.demo_val_sequences=3", "pi
          "train.checkpoint_every_steps=10", "tune.update_intervals=[5,10]", "tune.score_thresholds=[0.4,0.6]"]
 
 
-def run_pipeline(home, cwd, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+def run_job(home, cwd, job: str, *args: str) -> subprocess.CompletedProcess:
+    """`stark JOB ARGS` as a user runs it: in `cwd`, the home from $STARK_HOME, no MLflow or Ray address set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "STARK_LOG_DIR")}
     env["STARK_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "stark.jobs.pipeline", *SMALL, *extra],
+    return subprocess.run([sys.executable, "-m", f"stark.jobs.{job}", *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+
+
+def run_pipeline(home, cwd, *extra: str) -> subprocess.CompletedProcess:
+    return run_job(home, cwd, "pipeline", *SMALL, *extra)
 
 
 def summary_table(stdout: str) -> list[str]:
@@ -66,8 +73,23 @@ def test_the_main_job_runs_every_step_then_is_a_no_op_from_any_folder(tmp_path):
         assert "nothing to do" in again.stdout
         assert summary_table(again.stdout) == summary_table(first.stdout)
     assert len(client.search_model_versions("name = 'stark'")) == 1
+
+    # the champion from another folder, as the README's commands name it (evaluate in-process: no Ray to start).
+    # This small model, trained from random weights, may not beat the static box: then no promotion named a
+    # champion, and version 1 is named one here as a promotion would
+    if "champion" not in client.get_model_version("stark", versions[0].version).aliases:
+        client.set_registered_model_alias("stark", "champion", versions[0].version)
+    evaluated = run_job(home, second_folder, "evaluate", "--model", "models:/stark@champion", "--data",
+                        str(workdir / "clips-holdout"), "--split", "val", "evaluate.num_workers=0")
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
+    assert "ao=" in evaluated.stdout and f"{home}/eval/stark@champion-" in evaluated.stdout
+    box = re.search(r"stark track \S+ --box (\S+)", first.stdout).group(1)  # the demo video's first box
+    tracked = run_job(home, second_folder, "track", str(workdir / "demo_video.mp4"), "--box", box)
+    assert tracked.returncode == 0, tracked.stdout[-3000:] + tracked.stderr[-3000:]
+    assert "with mlflow model models:/stark@champion" in tracked.stdout
+    assert f"{home}/track/stark@champion-" in tracked.stdout
     for folder in (first_folder, second_folder):
-        assert list(folder.iterdir()) == []  # no mlflow.db, no mlruns/, nothing
+        assert list(folder.iterdir()) == []  # no mlflow.db, no mlruns/, no <video>-track, nothing
 
 
 def test_steps_before_training_finish_cleanly_without_a_summary(tmp_path):

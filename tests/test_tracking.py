@@ -50,3 +50,45 @@ def test_an_embedded_store_keeps_artifacts_beside_its_database_not_in_the_workin
     again = JobRuns(f"sqlite:///{tmp_path}/db/mlflow.db", "exp", run_name="r", run_dir="/runs/r")
     assert again.resumed and again.parent_id == runs.parent_id  # the same job finds its run again
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_re_run_with_nothing_to_do_leaves_each_runs_status_and_duration_as_they_were(tmp_path):
+    """`stark train` again on a finished run: the parent and stage runs keep their end time, so MLflow's
+    duration stays the training's (not the training plus the wait before the re-run)."""
+    import time
+
+    from stark.platform.mlflow_runs import JobRuns
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+
+    def invocation(work: bool):
+        runs = JobRuns(uri, "exp", run_name="r", run_dir="/runs/r")
+        stage = runs.stage_run(1)
+        if work:
+            runs.resume(stage)
+        runs.finish(stage)
+        runs.finish(runs.parent_id)
+        return {run: runs.client.get_run(run).info for run in (runs.parent_id, stage)}
+
+    first = invocation(work=True)
+    time.sleep(0.05)
+    again = invocation(work=False)
+    assert again.keys() == first.keys()
+    for run, info in again.items():
+        assert (info.status, info.start_time, info.end_time) == ("FINISHED", first[run].start_time, first[run].end_time)
+    time.sleep(0.05)
+    resumed = invocation(work=True)  # control: a resume that trains ends the runs now
+    assert all(info.status == "FINISHED" and info.end_time > first[run].end_time for run, info in resumed.items())
+
+
+def test_a_re_run_with_nothing_to_do_finishes_a_run_an_interrupted_invocation_left_failed(tmp_path):
+    from stark.platform.mlflow_runs import JobRuns
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runs = JobRuns(uri, "exp", run_name="r", run_dir="/runs/r")
+    runs.finish(runs.parent_id, ok=False)  # the stage's final checkpoint was written, then the job died
+    failed = runs.client.get_run(runs.parent_id).info
+    again = JobRuns(uri, "exp", run_name="r", run_dir="/runs/r")
+    again.finish(again.parent_id)
+    info = again.client.get_run(again.parent_id).info
+    assert failed.status == "FAILED" and (info.status, info.end_time) == ("FINISHED", failed.end_time)

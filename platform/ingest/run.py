@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from ..console import PROGRESS_EVERY_S, ProgressPacer
+from ..ray_runtime import init_ray
 from ..storage import StorageConfig, exists, is_s3, join, normalize, write_bytes_atomic
 from .clips import EncodeSettings
 from .config import IngestConfig
@@ -79,17 +81,18 @@ class IngestReport:
 
 
 class Progress:
-    """One line per second at most: done/total, rate, ETA."""
+    """done/total, rate, ETA: a line every 10 s at most, each a tenth of the sequences further, and the last
+    one (console.ProgressPacer)."""
 
-    def __init__(self, total: int, out=sys.stdout, every: float = 1.0):
-        self.total, self.out, self.every = total, out, every
-        self.start = self.last = time.monotonic()
+    def __init__(self, total: int, out=sys.stdout, every: float = PROGRESS_EVERY_S):
+        self.total, self.out = total, out
+        self.pacer = ProgressPacer(total, every)
+        self.start = time.monotonic()
 
     def update(self, done: int, note: str = "", force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.every:
+        if not self.pacer.due(done, force):
             return
-        self.last = now
+        now = time.monotonic()
         rate = done / max(now - self.start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         eta_text = f"{eta:.0f}s" if eta != float("inf") else "?"
@@ -195,8 +198,7 @@ def _run_tasks(sequences: list[SequenceSource], dest: str, settings: ClipSetting
                cfg: IngestConfig, report: IngestReport, out) -> list[ClipRecord]:
     import ray
 
-    if not ray.is_initialized():
-        ray.init()
+    init_ray()  # a pipeline's Ray if one is up; else a local one, its start-up lines in the job's log
     task = ray.remote(num_cpus=1)(_ingest_task)
     limit = cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     progress = Progress(len(sequences), out)

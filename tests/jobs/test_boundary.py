@@ -54,7 +54,7 @@ def test_an_expected_failure_inside_a_ray_train_worker_or_controller_is_still_re
 
 
 def test_a_bug_writes_its_traceback_to_a_log_file_and_names_it_in_one_line(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("STARK_LOG_DIR", str(tmp_path))
+    monkeypatch.setenv("STARK_LOG_DIR", str(tmp_path))  # the documented override of <home>/logs
     assert job_raising(ZeroDivisionError("division by zero"))(["--x", "1"]) == EXIT_FAILED
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: unexpected ZeroDivisionError: division by zero, in stark demo")
@@ -62,6 +62,39 @@ def test_a_bug_writes_its_traceback_to_a_log_file_and_names_it_in_one_line(capsy
     assert str(log) in err[0]
     text = log.read_text()
     assert text.startswith("stark demo --x 1") and "Traceback (most recent call last)" in text
+
+
+def test_a_bugs_traceback_goes_to_the_logs_folder_of_the_home_the_jobs_config_names(capsys, tmp_path, monkeypatch):
+    from stark.jobs.args import config_from_args, job_parser
+
+    monkeypatch.delenv("STARK_LOG_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    @job_boundary
+    def main(argv=None, prog="stark demo") -> int:
+        config_from_args(job_parser(prog, "a job with a bug", default_config="stark_tiny").parse_args(argv))
+        raise ZeroDivisionError("division by zero")
+
+    assert main([f"home={tmp_path / 'home'}", "--verbose"]) == EXIT_FAILED
+    (log,) = (tmp_path / "home" / "logs").iterdir()  # beside the job's demo.log (none: --verbose routes nothing)
+    assert str(log) in capsys.readouterr().err and "Traceback" in log.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]  # nothing in the working folder
+
+
+def test_a_job_that_fails_before_loading_its_config_logs_into_the_home_of_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "STARK_LOG_DIR"}
+    env["STARK_HOME"] = str(tmp_path / "home")
+    script = ("import sys\nfrom stark.jobs.boundary import job_boundary\n"
+              "@job_boundary\ndef main(argv=None, prog='stark demo'):\n    return 1 // 0\n"
+              "sys.exit(main([]))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == EXIT_FAILED
+    (log,) = (tmp_path / "home" / "logs").iterdir()
+    assert done.stderr.strip().endswith(f"the traceback is in {log}: please report it with that file")
 
 
 def test_a_plain_value_error_is_bad_input_only_where_the_job_reads_its_inputs(capsys, tmp_path, monkeypatch):

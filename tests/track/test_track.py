@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import decord
 import numpy as np
@@ -40,6 +41,44 @@ def test_tracking_a_video_writes_boxes_and_an_annotated_video(tmp_path, video_an
     assert rows[0]["score"] == "" and 0.0 <= float(rows[5]["score"]) <= 1.0
     annotated = decord.VideoReader(str(out / "tracked.mp4"))
     assert len(annotated) == 12 and annotated[0].shape == (120, 160, 3)
+
+
+def test_without_out_the_outputs_go_to_the_homes_folder_for_that_model_and_video(tmp_path, video_and_model,
+                                                                                 monkeypatch, capsys):
+    import shutil
+
+    from stark.platform.home import Home, output_folder
+
+    video, model, box = video_and_model
+    other_model = tmp_path / "other.pt"
+    shutil.copy(model, other_model)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    home = Home(tmp_path / "home")
+    folders = []
+    for m in (model, other_model):
+        assert track_main([str(video), "--box", ",".join(f"{v:g}" for v in box), "--model", str(m),
+                           "--config", "stark_tiny", f"home={home.root}"]) == 0
+        folder = output_folder(home.track, str(m), str(video))
+        assert f"boxes          {folder / 'boxes.csv'}" in capsys.readouterr().out
+        folders.append(folder)
+    # one folder per model and video under <home>/track: the second model did not overwrite the first
+    assert folders[0] != folders[1] and all(f.parent.parent == Path(home.track) for f in folders)
+    assert all((f / "boxes.csv").exists() and (f / "tracked.mp4").exists() for f in folders)
+    assert list((tmp_path / "cwd").iterdir()) == []  # nothing in the working folder
+
+
+def test_off_a_terminal_progress_is_a_line_every_few_seconds_and_the_last_one_with_rate_and_eta():
+    import io
+
+    from stark.jobs.track import ProgressBar
+
+    stream = io.StringIO()  # not a terminal: a log, CI, a pipeline step
+    bar = ProgressBar(1000, stream, every=3600)
+    for done in range(1, 1001):
+        bar.update(done)
+    (line,) = stream.getvalue().splitlines()
+    assert "1000/1000 frames" in line and "frames/s" in line and "ETA" in line
 
 
 def test_a_box_outside_the_frame_is_refused(tmp_path, video_and_model, capsys):

@@ -277,12 +277,19 @@ def test_the_job_ends_with_a_summary_of_stages_steps_losses_and_locations(traine
 @pytest.mark.slow
 def test_running_a_finished_job_again_changes_nothing_and_keeps_one_mlflow_run(trained):
     folder, args, _ = trained
+
+    def run_times() -> list[tuple]:
+        parent, stages = job_runs(folder)  # exactly one parent run
+        return [(r.info.run_id, r.info.status, r.info.start_time, r.info.end_time) for r in (parent, *stages.values())]
+
     before = sorted(p.name for p in stage_dir(folder, 1).iterdir())
+    runs_before = run_times()
     code, out, err = run_job(args)
     assert code == 0, out + err
     assert "stage 1: already complete" in out and "stage 2: already complete" in out
     assert sorted(p.name for p in stage_dir(folder, 1).iterdir()) == before
-    job_runs(folder)  # still exactly one parent run
+    # the same runs, still FINISHED, their durations those of the training (not stretched to this re-run)
+    assert run_times() == runs_before and {status for _, status, _, _ in runs_before} == {"FINISHED"}
 
 
 # --- failures -------------------------------------------------------------------------------------
