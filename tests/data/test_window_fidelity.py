@@ -193,3 +193,8 @@ def test_in_a_sequence_longer_than_the_window_the_initial_template_stays_within_
     assert max(gaps[1]) <= CFG.max_gap
     assert ks_statistic(*gaps) < 0.12
     assert 0.85 < np.mean(gaps[1]) / np.mean(gaps[0]) <= 1.0
+
+
+def test_a_window_no_longer_than_the_sampler_gap_is_refused_naming_both_keys():
+    with pytest.raises(ValueError, match="data.window_frames .* must exceed data.max_gap"):
+        DataConfig(max_gap=200, window_frames=200).validate()
