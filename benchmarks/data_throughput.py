@@ -1,24 +1,34 @@
 """Training-data throughput: the Ray Data stream on ingested H.264 clips vs a per-sample JPEG loader.
 
-    python benchmarks/data_throughput.py                      # ~5 min on 2 cores
-    python benchmarks/data_throughput.py --samples 256 --sequences 8 --frames 100
+    python benchmarks/data_throughput.py                      # both frame sizes, ~15 min on 2 quiet cores
+    python benchmarks/data_throughput.py --quick              # smoke run: small data, one size, ~1-2 min
+    python benchmarks/data_throughput.py --sizes 1280x720 --samples 2048 --repeats 5
 
-Both loaders produce the same samples (same specs: frames, jittered crop boxes, augmentation draws) and
-the same crops (`processing.process_sample`); they differ only in where frames come from:
-- JPEG loader: what pytracking-style loaders do, one sample at a time: open each of the sample's frames
-  from the original JPEG folder with PIL, decode it whole, crop. 1 CPU = a plain loop; 2 CPUs = a torch
-  DataLoader with 2 worker processes.
-- Ray Data stream: `build_training_stream` over the ingested clips (local folder, then a local S3
-  endpoint: a moto server process on 127.0.0.1), a pool of `cpus` decode actors.
-A JPEG row reading one object per frame from the same S3 endpoint shows what clips save on requests.
-A last table times getting one frame, single-threaded, the ways the loaders do: PIL decoding a JPEG,
-decord reaching a random frame of a clip (a seek to the keyframe before it, then decoding up to it),
-and decord decoding a clip front to back: the decode cost every stream row starts from.
-samples/s is measured from the first batch to the last (start-up excluded for both), best of
---repeats runs (the machine may be shared); CPU ms/sample is the user+system time the loader's
-processes spent per sample (steadier than wall time when other work competes for the cores); peak
-memory is the peak summed PSS of the driver and its loader processes (Ray: every `ray::` worker, its
-service actors included; DataLoader: its workers), sampled every 0.2 s. PSS counts shared pages once.
+Loaders, side by side for each frame size, with 1 and 2 CPUs, local and from an S3 endpoint (a moto
+server process on 127.0.0.1):
+- JPEG loader: what pytracking-style loaders do, one sample at a time with the official per-sample
+  sampler: open each of the sample's frames from the original JPEG folder with PIL (or one GET per
+  frame from S3), decode it whole, crop (`crop_around_box`, as the tracker), then the photometric
+  augmentation and ImageNet normalisation on the CPU, shipping float crops. 1 CPU = a plain loop;
+  2 CPUs = a torch DataLoader with 2 worker processes. This is the baseline every ratio is against.
+- JPEG loader, uint8 out: the same, but shipping the stream's uint8 batch format (normalisation left
+  to the training device): how much of the stream's win is decoding, not the batch format.
+- Ray Data stream: `build_training_stream` over the ingested clips, a pool of `cpus` decode actors:
+  window sampling, each window decoded once in order, crops cut from YUV planes, uint8 out.
+
+How a figure is taken: each repeat builds a fresh loader (Ray: a fresh stream, so fresh actors) and
+times from the first batch requested to the last consumed: start-up is inside (the `first batch`
+column says how much of it). CPU-s is the user+system time over that interval of this process and
+every process below it (Ray's raylet and GCS included; the S3 server excluded). Rows give the median
+over --repeats and the spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up
+(actors importing torch, PyAV and Ray: a few CPU-seconds), so short runs (--quick) understate what a
+long training run pays per sample; a steady figure from the consumer's side is not measurable (the
+stream decodes ahead), so use enough --samples for the start-up to stop mattering. A row whose CPU time per sample is
+below what decoding its frames alone costs (distinct frames x the single-threaded decode cost measured
+below) is flagged IMPOSSIBLE instead of being believed. Peak memory: the largest PSS of any one
+loader process (a decode actor, a DataLoader worker) and the peak summed PSS of them all with the
+driver, sampled every 0.2 s. Batch diversity: distinct sequences per training batch (the official
+sampler draws every sample's sequence afresh; the stream mixes `data.windows_in_flight` windows).
 """
 from __future__ import annotations
 
@@ -26,30 +36,37 @@ import argparse
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from ceiling import ceiling_line
 from stark.platform import storage
-from stark.platform.experiment import load_config
-from stark.platform.ingest.config import IngestConfig
-from stark.platform.data.stream import build_training_stream, crop_geometry
+from stark.platform.data.decode import decode_in_order
+from stark.platform.data.device_images import network_images
 from stark.platform.data.frame_index import load_frame_index
-from stark.platform.ingest.run import ingest
-from stark.platform.ingest.manifest import read_records
 from stark.platform.data.processing import process_sample
 from stark.platform.data.sampling import make_sample_spec
+from stark.platform.data.stream import build_training_stream, crop_geometry, unit_bytes
+from stark.platform.data.windows import draw_unit
+from stark.platform.experiment import load_config
+from stark.platform.ingest.config import IngestConfig
+from stark.platform.ingest.manifest import read_records
+from stark.platform.ingest.run import ingest
 from stark.platform.ingest.sources import read_image
-from stark.platform.storage import StorageConfig
 from stark.platform.ingest.synthetic import write_demo_dataset
+from stark.platform.storage import StorageConfig
 
 SEED, EPOCH, STAGE = 0, 0, 1
+EXCLUDED: set[int] = set()  # the S3 server: storage, not loader
 
 
 def pss_bytes(pid: int) -> int:
@@ -130,33 +147,101 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return out
 
 
-def timed(batches, select) -> tuple[int, float, float]:
-    """(samples after the first batch, wall seconds from the first batch to the last, CPU seconds spent
-    meanwhile by this process and the processes `select()` names)."""
-    iterator = iter(batches)
-    next(iterator)
-    cpu_start = cpu_seconds([os.getpid()] + select())
-    cpu_end = dict(cpu_start)
-    start, count = time.perf_counter(), 0
-    for batch in iterator:
-        count += len(batch["label"])
-        cpu_end.update(cpu_seconds([os.getpid()] + select()))  # workers may exit once the last batch is out
-    seconds = time.perf_counter() - start
-    return count, seconds, sum(t - cpu_start.get(pid, 0.0) for pid, t in cpu_end.items())
+def loader_processes() -> list[int]:
+    return [pid for pid in descendants() if pid not in EXCLUDED]
+
+
+class PeakMemory:
+    """Peak PSS of each process `select()` names and the peak of their sum with this process's, sampled
+    in a thread every 0.2 s."""
+
+    def __init__(self, select):
+        self.select, self.peak_total, self.peak_each, self._stop = select, 0, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sizes = {pid: pss_bytes(pid) for pid in self.select()}
+            for pid, size in sizes.items():
+                self.peak_each[pid] = max(self.peak_each.get(pid, 0), size)
+            self.peak_total = max(self.peak_total, pss_bytes(os.getpid()) + sum(sizes.values()))
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def ray_decode_actors() -> list[int]:
+    """The decode actors' processes (`ray::MapWorker(...)`), not Ray's own services."""
+    found = []
+    for pid in descendants():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"MapWorker" in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@dataclass
+class Run:
+    samples: int
+    seconds: float
+    cpu_seconds: float
+    first_batch_s: float
+    peak_each: int  # bytes: the largest loader process
+    peak_total: int
+    distinct_per_batch: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.samples / self.cpu_seconds
+
+
+def timed_run(make_batches, select_each) -> Run:
+    """Consume one fresh loader: (samples, seconds and CPU-seconds from the first batch requested to the
+    last consumed, time to the first batch, memory, distinct sequences per batch)."""
+    with PeakMemory(select_each) as memory:
+        cpu_start = cpu_seconds([os.getpid()] + loader_processes())
+        cpu_end = dict(cpu_start)
+        start = time.perf_counter()
+        first, count, distinct = None, 0, []
+        for batch in make_batches():
+            if first is None:
+                first = time.perf_counter() - start
+            count += len(batch["label"])
+            distinct.append(len(set(np.asarray(batch["sequence"]).tolist())))
+            cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))  # workers may exit at the end
+        seconds = time.perf_counter() - start
+    cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))
+    cpu = sum(t - cpu_start.get(pid, 0.0) for pid, t in cpu_end.items())
+    return Run(count, seconds, cpu, first or 0.0, max(memory.peak_each.values(), default=0), memory.peak_total,
+               float(np.mean(distinct)))
 
 
 # --- the JPEG-folder loader --------------------------------------------------------------------------
 class JpegSamples:
-    """A torch map-style dataset: sample i = the same spec the stream makes, frames read from JPEG files
-    (a local folder, or one GET per frame from an S3 prefix)."""
+    """A torch map-style dataset: sample i by the official per-sample sampler, frames read from JPEG files
+    (a local folder, or one GET per frame from an S3 prefix), cropped as the tracker crops; float
+    normalised crops as pytracking ships them, or the stream's uint8 format (`uint8=True`)."""
 
-    def __init__(self, index, cfg, geometry, folders: dict[str, str], storage: StorageConfig | None = None):
-        self.index, self.cfg, self.geometry, self.folders, self.storage = index, cfg, geometry, folders, storage
+    def __init__(self, index, cfg, geometry, folders: dict[str, str], storage_cfg: StorageConfig | None = None,
+                 uint8: bool = False):
+        self.index, self.cfg, self.geometry, self.folders = index, cfg, geometry, folders
+        self.storage, self.uint8 = storage_cfg, uint8
 
     def __len__(self) -> int:
         return self.cfg.samples_per_epoch
 
     def __getitem__(self, i: int) -> dict:
+        import torch
+
         spec = make_sample_spec(self.index, i, self.cfg, self.geometry, STAGE, SEED, EPOCH)
         frames = {}
         for crop in (*spec.templates, spec.search):
@@ -166,51 +251,41 @@ class JpegSamples:
                     frames[(crop.sequence, crop.frame)] = np.asarray(image.convert("RGB"))
             else:
                 frames[(crop.sequence, crop.frame)] = read_image(path)
-        return process_sample(spec, frames, self.geometry)
+        sample = {k: torch.from_numpy(np.asarray(v)) for k, v in process_sample(spec, frames, self.geometry).items()}
+        if self.uint8:
+            return sample
+        batch = network_images({k: v[None] for k, v in sample.items()})  # on this CPU, as pytracking does
+        return {k: v[0] for k, v in batch.items()}
 
 
-def run_jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int) -> tuple[float, float, float]:
+def jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int):
     import torch
 
     torch.set_num_threads(1)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=cpus if cpus > 1 else 0,
-                                         persistent_workers=False)
-    with PeakMemory(descendants) as memory:
-        count, seconds, cpu = timed(loader, descendants)
-    return count / seconds, memory.peak, cpu / count
+    return lambda: torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=cpus if cpus > 1 else 0,
+                                               persistent_workers=False)
 
 
-def run_stream(manifest: str, cfg, cpus: int, batch_size: int, storage: StorageConfig | None
-               ) -> tuple[float, float, float]:
-    import ray
-
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        cfg.data.decode_actors = cpus
-        ds = build_training_stream([manifest], cfg.data, cfg.model, STAGE, EPOCH, SEED, storage)
-        with PeakMemory(ray_workers) as memory:
-            count, seconds, cpu = timed(ds.iter_torch_batches(batch_size=batch_size), ray_workers)
-        return count / seconds, memory.peak, cpu / count
-    finally:
-        ray.shutdown()
+def stream_loader(manifest: str, cfg, batch_size: int, storage_cfg: StorageConfig | None):
+    def batches():
+        ds = build_training_stream([manifest], cfg.data, cfg.model, STAGE, EPOCH, SEED, storage_cfg)
+        return ds.iter_torch_batches(batch_size=batch_size)
+    return batches
 
 
-# --- what one frame costs ------------------------------------------------------------------------------
-def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], samples: int = 48) -> dict[str, float]:
-    """Median ms per frame over the frames of the first `samples` samples, one way of reading each."""
-    import decord
-
-    from stark.platform.ingest.clips import open_clip, decode_clip_frames
+# --- what frames cost, and the floor a figure cannot beat --------------------------------------------
+def frame_costs(index, cfg, geometry, folders: dict[str, str], samples: int = 32) -> dict[str, float]:
+    """Median ms per frame, single-threaded, over the frames of the first `samples` samples."""
+    from stark.platform.ingest.clips import decode_clip_frames, open_clip
 
     wanted = []
     for i in range(samples):
-        spec = make_sample_spec(index, i, data_cfg, geometry, STAGE, SEED, EPOCH)
+        spec = make_sample_spec(index, i, cfg.data, geometry, STAGE, SEED, EPOCH)
         wanted += [(c.sequence, c.frame) for c in (*spec.templates, spec.search)]
 
-    def median_ms(read, prepare=lambda seq, frame: None) -> float:
+    def median_ms(read) -> float:
         times = []
         for seq, frame in wanted:
-            prepare(seq, frame)
             start = time.perf_counter()
             read(seq, frame)
             times.append(time.perf_counter() - start)
@@ -218,31 +293,41 @@ def frame_access_costs(index, data_cfg, geometry, folders: dict[str, str], sampl
 
     readers = {}
 
-    def reader_of(seq, frame):
-        uri, in_clip = index.clip_of(seq, frame)
-        if uri not in readers:
-            readers[uri] = open_clip(uri)
-        return readers[uri], in_clip
-
-    def come_from_elsewhere(seq, frame):  # the reader was last used at another place in the clip
-        reader, in_clip = reader_of(seq, frame)
-        reader.seek(0 if in_clip > len(reader) // 2 else len(reader) - 1)
-
     def decord_random(seq, frame):
-        reader, in_clip = reader_of(seq, frame)
+        uri, in_clip = index.clip_of(seq, frame)
+        readers.setdefault(uri, open_clip(uri))
+        reader = readers[uri]
+        reader.seek(0 if in_clip > len(reader) // 2 else len(reader) - 1)  # last used elsewhere in the clip
         decode_clip_frames(reader, [in_clip], int(index.seq_width[seq]), int(index.seq_height[seq]))
 
-    costs = {
-        "PIL, decode one JPEG (the JPEG loader)": median_ms(
-            lambda seq, frame: read_image(f"{folders[index.sequence_names[seq]]}/{frame + 1:08d}.jpg")),
-        "decord, one random frame of an open clip (the stream)": median_ms(decord_random, come_from_elsewhere),
-    }
+    costs = {"jpeg": median_ms(lambda seq, frame: read_image(f"{folders[index.sequence_names[seq]]}/{frame + 1:08d}.jpg")),
+             "decord_random": median_ms(decord_random)}
     uri, _ = index.clip_of(*wanted[0])
-    reader = decord.VideoReader(uri, num_threads=1)
+    data = storage.read_bytes(uri)
+    frames = _all_frames(data)
     start = time.perf_counter()
-    reader.get_batch(list(range(len(reader)))).asnumpy()
-    costs["decord, a whole clip in order (for comparison)"] = (time.perf_counter() - start) / len(reader) * 1000
+    for _ in decode_in_order(data, frames):
+        pass
+    costs["yuv_in_order"] = (time.perf_counter() - start) / len(frames) * 1000
     return costs
+
+
+def _all_frames(data: bytes) -> list[int]:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return list(range(container.streams.video[0].frames))
+
+
+def stream_floor_ms(index, cfg, geometry, samples: int, decode_ms: float) -> tuple[float, float]:
+    """(ms per sample that decoding the stream's distinct frames alone costs, distinct frames per sample)."""
+    per_unit = cfg.data.samples_per_unit
+    distinct = 0
+    for number in range((samples + per_unit - 1) // per_unit):
+        unit = draw_unit(index, EPOCH, number, cfg.data, geometry, STAGE, SEED)
+        kept = unit.samples[:max(0, min(per_unit, samples - number * per_unit))]
+        distinct += len({(c.sequence, c.frame) for s in kept for c in (*s.templates, s.search)})
+    return distinct * decode_ms / samples, distinct / samples
 
 
 # --- a local S3 endpoint -----------------------------------------------------------------------------
@@ -267,89 +352,173 @@ def start_s3() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sequences", type=int, default=12)
-    parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--size", default="640x480", help="frame WIDTHxHEIGHT")
-    parser.add_argument("--samples", type=int, default=384, help="samples per run")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--config", default="stark_st50", help="preset whose crop sizes and data settings to use")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per row; the best is kept (shared machines)")
-    parser.add_argument("--workdir", default=None, help="keep the generated data here (default: a temp dir)")
-    args = parser.parse_args()
-    width, height = (int(v) for v in args.size.split("x"))
-    work = args.workdir or tempfile.mkdtemp(prefix="stark-bench-")
-    cfg = load_config(args.config, [f"data.samples_per_epoch={args.samples}"])
-    ingest_cfg = IngestConfig(**{**cfg.ingest.__dict__})
-
+def prepare(work: str, size: tuple[int, int], args, cfg, ingest_cfg, s3: StorageConfig) -> dict:
     import ray
 
-    src, local = os.path.join(work, "got10k"), os.path.join(work, "clips")
-    print(f"generating {args.sequences} sequences x {args.frames} frames of {width}x{height} in {src}", flush=True)
-    if not os.path.isdir(src):
-        write_demo_dataset(src, "got10k", num_sequences=args.sequences, num_frames=args.frames,
-                           size=(width, height), num_test=0, seed=1)
+    width, height = size
+    tag = f"{width}x{height}"
+    src, local = os.path.join(work, f"got10k-{tag}"), os.path.join(work, f"clips-{tag}")
+    print(f"[{tag}] generating {args.sequences} sequences x {args.frames} frames", flush=True)
+    write_demo_dataset(src, "got10k", num_sequences=args.sequences, num_frames=args.frames, size=size,
+                       num_test=0, seed=1)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    quiet = io.StringIO()
+    local_report = ingest(src, local, ingest_cfg, out=quiet)
+    s3_report = ingest(src, f"s3://bench/clips-{tag}", ingest_cfg, s3, out=quiet)
+    ray.shutdown()
+    fs, _ = storage.filesystem("s3://bench", s3)
+    fs.put(os.path.join(src, "train"), f"bench/jpeg-{tag}/train", recursive=True)  # one object a frame
+    jpeg_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs_ in os.walk(src) for f in fs_ if f.endswith(".jpg"))
+    print(f"[{tag}] ingested {local_report.clips} clips, {local_report.clip_bytes / 1e6:.1f} MB "
+          f"(JPEG folders: {jpeg_bytes / 1e6:.1f} MB)", flush=True)
+    folders = {f"{r.dataset}/{r.split}/{r.sequence_id}": r.source_path for r in read_records(local_report.manifest_uri)}
+    return {"tag": tag, "src": src, "local": local_report.manifest_uri, "s3": s3_report.manifest_uri,
+            "folders": folders, "clip_bytes": local_report.clip_bytes, "jpeg_bytes": jpeg_bytes}
+
+
+def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple], dict]:
+    import ray
+
+    geometry = crop_geometry(cfg.model)
+    index = load_frame_index([data["local"]], cfg.data, cfg.model.num_templates)
+    folders = data["folders"]
+    s3_folders = {k: v.replace(os.path.join(data["src"], "train"), f"s3://bench/jpeg-{data['tag']}/train")
+                  for k, v in folders.items()}
+    costs = frame_costs(index, cfg, geometry, folders)
+    stream_floor, stream_frames = stream_floor_ms(index, cfg, geometry, args.samples, costs["yuv_in_order"])
+    jpeg_floor = costs["jpeg"] * (cfg.model.num_templates + 1)  # every frame of a sample is decoded
+    rows = []
+    for cpus in args.cpus:
+        cfg.data.decode_actors = cpus
+        loaders = [
+            ("JPEG folders, per-sample PIL loader", "local", jpeg_floor,
+             jpeg_loader(JpegSamples(index, cfg.data, geometry, folders), cpus, args.batch_size), loader_processes),
+            ("JPEG folders, PIL loader, uint8 out", "local", jpeg_floor,
+             jpeg_loader(JpegSamples(index, cfg.data, geometry, folders, uint8=True), cpus, args.batch_size),
+             loader_processes),
+            ("Ray Data stream, clips", "local", stream_floor,
+             stream_loader(data["local"], cfg, args.batch_size, None), ray_decode_actors),
+            ("JPEG per-sample PIL loader", "S3", jpeg_floor,
+             jpeg_loader(JpegSamples(index, cfg.data, geometry, s3_folders, s3), cpus, args.batch_size),
+             loader_processes),
+            ("Ray Data stream, clips", "S3", stream_floor,
+             stream_loader(data["s3"], cfg, args.batch_size, s3), ray_decode_actors)]
+        for name, where, floor_ms, make, select in loaders:
+            is_ray = name.startswith("Ray")
+            runs = []
+            for _ in range(args.repeats):
+                if is_ray:
+                    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+                try:
+                    runs.append(timed_run(make, select))
+                finally:
+                    if is_ray:
+                        ray.shutdown()
+            rows.append((data["tag"], name, where, cpus, runs, floor_ms))
+            rates = [round(r.per_cpu_second, 1) for r in runs]
+            print(f"  [{data['tag']}] {name}, {where}, {cpus} CPU: samples per CPU-s {rates}, "
+                  f"samples/s {[round(r.samples / r.seconds, 1) for r in runs]}", flush=True)
+    info = {"costs": costs, "stream_frames": stream_frames, "stream_floor": stream_floor, "jpeg_floor": jpeg_floor,
+            "s3_bytes_per_sample_stream": s3_bytes_per_sample(index, cfg, geometry, args.samples),
+            "s3_bytes_per_sample_jpeg": data["jpeg_bytes"] / max(1, int(index.seq_num_frames.sum()))
+            * (cfg.model.num_templates + 1)}
+    return rows, info
+
+
+def s3_bytes_per_sample(index, cfg, geometry, samples: int) -> float:
+    """Bytes the stream GETs per sample: each clip a unit touches, once (open_clip_cache not counted)."""
+    sizes = {}
+    per_unit, total = cfg.data.samples_per_unit, 0
+    for number in range((samples + per_unit - 1) // per_unit):
+        unit = draw_unit(index, EPOCH, number, cfg.data, geometry, STAGE, SEED)
+        for uri in {index.clip_of(c.sequence, c.frame)[0] for s in unit.samples for c in (*s.templates, s.search)}:
+            sizes.setdefault(uri, os.path.getsize(uri))
+            total += sizes[uri]
+    return total / samples
+
+
+def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> None:
+    m, d = cfg.model, cfg.data
+    print()
+    print(ceiling_line())
+    print(f"{args.samples} samples of STARK-{m.variant} (templates {m.num_templates}x{m.template_size}px, search "
+          f"{m.search_size}px), stage {STAGE}, {args.sequences} sequences x {args.frames} frames; crf {ingest_cfg.crf}, "
+          f"keyframe interval {ingest_cfg.keyframe_interval}; stream: windows of {d.window_frames} frames, "
+          f"{d.samples_per_window} samples x {d.windows_in_flight} windows per unit "
+          f"({unit_bytes(d, crop_geometry(m)) / 2**20:.0f} MB of crops per actor), batch {args.batch_size}; "
+          f"median of {args.repeats} (spread min-max)")
+    for tag, info in infos.items():
+        c = info["costs"]
+        print(f"\n[{tag}] one frame, single-threaded: PIL JPEG {c['jpeg']:.2f} ms, decord random access "
+              f"{c['decord_random']:.2f} ms, PyAV in order to YUV {c['yuv_in_order']:.2f} ms; the stream decodes "
+              f"{info['stream_frames']:.2f} distinct frames per sample (JPEG loader: {m.num_templates + 1}); "
+              f"S3 bytes per sample: stream {info['s3_bytes_per_sample_stream'] / 1e3:.0f} kB (whole clips, once per "
+              f"unit), JPEG {info['s3_bytes_per_sample_jpeg'] / 1e3:.0f} kB")
+    print()
+    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | samples/s | "
+          "first batch | peak per process | peak total | seqs/batch | check |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline = {}
+    for tag, name, where, cpus, runs, floor_ms in all_rows:
+        if name.startswith("JPEG") and "uint8" not in name:
+            baseline[(tag, where, cpus)] = statistics.median(r.per_cpu_second for r in runs)
+    for tag, name, where, cpus, runs, floor_ms in all_rows:
+        rates = [r.per_cpu_second for r in runs]
+        rate = statistics.median(rates)
+        cpu_ms = 1000 / rate
+        base = baseline.get((tag, where, cpus)) or baseline.get((tag, "local", cpus))
+        fastest_ms = 1000 / max(rates)
+        check = "ok" if fastest_ms >= 0.8 * floor_ms else f"IMPOSSIBLE: {fastest_ms:.1f} ms < decode {floor_ms:.1f} ms"
+        print(f"| {tag} | {name} | {where} | {cpus} | {rate:.1f} | {min(rates):.1f}-{max(rates):.1f} | "
+              f"{rate / base:.2f}x | "
+              f"{statistics.median(r.samples / r.seconds for r in runs):.1f} | "
+              f"{statistics.median(r.first_batch_s for r in runs):.1f} s | "
+              f"{max(r.peak_each for r in runs) / 2**20:.0f} MB | {max(r.peak_total for r in runs) / 2**20:.0f} MB | "
+              f"{statistics.median(r.distinct_per_batch for r in runs):.1f} | {check} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small data, one size, 2 repeats")
+    parser.add_argument("--sizes", default="640x480,1280x720", help="frame sizes WIDTHxHEIGHT, comma-separated")
+    parser.add_argument("--cpus", default="1,2", help="CPU counts, comma-separated")
+    parser.add_argument("--sequences", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--samples", type=int, default=1536, help="samples per run")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--config", default="stark_st50", help="preset whose crop sizes and data settings to use")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh loaders per row: the median and spread")
+    parser.add_argument("--workdir", default=None, help="keep the generated data here (default: a temp dir)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.samples_per_window=32")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.sequences, args.frames = args.sizes.split(",")[0], 4, 48
+        args.samples, args.repeats = 256, 2
+        args.overrides = ["data.samples_per_window=32", "data.windows_in_flight=4", *args.overrides]
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+    args.cpus = [int(c) for c in args.cpus.split(",")]
+    cfg = load_config(args.config, [f"data.samples_per_epoch={args.samples}", *args.overrides])
+    ingest_cfg = IngestConfig(**{**cfg.ingest.__dict__})
+    work = args.workdir or tempfile.mkdtemp(prefix="stark-bench-")
     s3_process, endpoint = start_s3()
+    EXCLUDED.add(s3_process.pid)
     try:
         import boto3
 
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
                      aws_secret_access_key="bench").create_bucket(Bucket="bench")
         s3 = StorageConfig(endpoint_url=endpoint, region="us-east-1", key="bench", secret="bench")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        quiet = io.StringIO()
-        local_report = ingest(src, local, ingest_cfg, out=quiet)
-        s3_report = ingest(src, "s3://bench/got10k", ingest_cfg, s3, out=quiet)
-        ray.shutdown()
-        fs, _ = storage.filesystem("s3://bench", s3)
-        fs.put(os.path.join(src, "train"), "bench/jpeg/train", recursive=True)  # the JPEG folders, one object a frame
-        jpeg_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs
-                         if f.endswith(".jpg"))
-        print(f"ingested in {local_report.seconds:.0f}s: {local_report.clips} clips, "
-              f"{local_report.clip_bytes / 1e6:.1f} MB (JPEG folders: {jpeg_bytes / 1e6:.1f} MB)", flush=True)
-
-        index = load_frame_index([local_report.manifest_uri], cfg.data, cfg.model.num_templates)
-        folders = {f"{r.dataset}/{r.split}/{r.sequence_id}": r.source_path
-                   for r in read_records(local_report.manifest_uri)}
-        jpeg = JpegSamples(index, cfg.data, crop_geometry(cfg.model), folders)
-        s3_folders = {k: v.replace(os.path.join(src, "train"), "s3://bench/jpeg/train") for k, v in folders.items()}
-        jpeg_s3 = JpegSamples(index, cfg.data, crop_geometry(cfg.model), s3_folders, s3)
-        access = frame_access_costs(index, cfg.data, crop_geometry(cfg.model), folders)
-        rows = []
-        for cpus in (1, 2):
-            for name, run in (
-                    ("JPEG folders, per-sample PIL loader", lambda: run_jpeg_loader(jpeg, cpus, args.batch_size)),
-                    ("Ray Data stream, local clips",
-                     lambda: run_stream(local_report.manifest_uri, cfg, cpus, args.batch_size, None)),
-                    ("JPEG per-sample loader, S3 (127.0.0.1)",
-                     lambda: run_jpeg_loader(jpeg_s3, cpus, args.batch_size)),
-                    ("Ray Data stream, S3 clips (127.0.0.1)",
-                     lambda: run_stream(s3_report.manifest_uri, cfg, cpus, args.batch_size, s3))):
-                runs = [run() for _ in range(args.repeats)]
-                rate = max(r[0] for r in runs)
-                rows.append((name, cpus, rate, max(r[1] for r in runs), min(r[2] for r in runs)))
-                print(f"  {name}, {cpus} CPU: {rate:.1f} samples/s ({[round(r[0], 1) for r in runs]})", flush=True)
+        all_rows, infos = [], {}
+        for size in sizes:
+            data = prepare(work, size, args, cfg, ingest_cfg, s3)
+            rows, infos[data["tag"]] = measure_size(data, args, cfg, s3)
+            all_rows += rows
     finally:
         s3_process.terminate()
         s3_process.wait()
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-
-    m = cfg.model
-    print("\none frame, single-threaded (ms per frame, median of the sample frames):")
-    for name, ms in access.items():
-        print(f"  {name:<58}{ms:>7.2f}")
-    print(f"\n{args.samples} samples of STARK-{m.variant} (templates {m.num_templates}x{m.template_size}px, search "
-          f"{m.search_size}px), stage {STAGE}, from {args.sequences} sequences x {args.frames} frames of "
-          f"{width}x{height}; crf {ingest_cfg.crf}, keyframe interval {ingest_cfg.keyframe_interval}, "
-          f"decode batch {cfg.data.decode_batch_size}")
-    print(f"| {'loader':<40} | CPUs | samples/s | CPU ms/sample | peak memory (PSS) | vs JPEG loader |")
-    print(f"|{'-' * 42}|------|-----------|---------------|-------------------|----------------|")
-    baseline = {cpus: rate for name, cpus, rate, _, _ in rows if name.startswith("JPEG folders")}
-    for name, cpus, rate, peak, cpu in rows:
-        print(f"| {name:<40} | {cpus:>4} | {rate:>9.1f} | {cpu * 1000:>13.1f} | {peak / 2**20:>14.0f} MB "
-              f"| {rate / baseline[cpus]:>13.2f}x |")
+    print_tables(all_rows, infos, args, cfg, ingest_cfg)
     return 0
 
 

@@ -121,6 +121,22 @@ def _cut(image: np.ndarray, window: CropWindow, out_size: int, height: int, widt
     return crop, mask
 
 
+def crop_padding_mask(window: CropWindow, out_size: int, height: int, width: int) -> np.ndarray:
+    """[out, out] bool: True where an output pixel of `window`'s crop touches padding (outside the
+    height x width image), exactly as `crop_around_box` marks it."""
+    _, _, wy0, wy1 = _bilinear_taps(window.y0, window.side, out_size, height)
+    _, _, wx0, wx1 = _bilinear_taps(window.x0, window.side, out_size, width)
+    return (wy0 + wy1)[:, None] * (wx0 + wx1)[None, :] < 1.0 - 1e-6
+
+
+def crop_sample_positions(window: CropWindow, out_size: int) -> np.ndarray:
+    """[out] float32: where each output pixel samples the frame along an axis, relative to the window's
+    top-left (F.interpolate(align_corners=False) on the side x side window, as `crop_around_box`)."""
+    scale = np.float32(window.side / out_size)
+    return np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                      np.float32(0.0))
+
+
 def _bilinear_taps(start: int, side: int, out_size: int, limit: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each of out_size samples over the window [start, start + side) of an axis of length `limit`:

@@ -29,8 +29,16 @@ class DataConfig:
     flip_prob: float = 0.5  # the sample (every crop of it) mirrored left-right
     brightness_jitter: float = 0.2  # each crop's brightness times U(1 - b, 1 + b)
     decode_actors: int = 2  # size of the decode/crop actor pool
-    decode_batch_size: int = 16  # samples per map_batches call (clips shared inside a batch open once)
-    open_clip_cache: int = 4  # opened clips an actor keeps across batches (0 = none)
+    # how an actor amortises decoding (see windows.py): it draws `windows_in_flight` clip windows of
+    # `window_frames` consecutive frames, cuts `samples_per_window` samples from each (the official sampler
+    # restricted to the window), decodes every window once in order and hands the samples out shuffled
+    # across windows. A window of a sequence no longer than window_frames is the whole sequence (sampling
+    # exactly as the official per-sample sampler); window_frames must exceed max_gap.
+    window_frames: int = 400
+    samples_per_window: int = 64  # more: fewer decoded frames per sample, fewer sequences per batch
+    windows_in_flight: int = 8  # sequences one actor's samples mix; its buffer holds in_flight x per_window samples
+    decode_batch_size: int = 16  # samples per output block an actor hands Ray Data
+    open_clip_cache: int = 4  # clips (compressed bytes) an actor keeps across windows (0 = none)
     stream_buffer_mb: int = 0  # object store the training stream may fill ahead of the step (0 = Ray's default)
 
     def validate(self) -> None:
@@ -59,3 +67,13 @@ class DataConfig:
             raise ValueError("data.stream_buffer_mb must be >= 0")
         if self.decode_actors < 1 or self.decode_batch_size < 1 or self.open_clip_cache < 0:
             raise ValueError("data.decode_actors and data.decode_batch_size must be >= 1, open_clip_cache >= 0")
+        if self.samples_per_window < 1 or self.windows_in_flight < 1:
+            raise ValueError("data.samples_per_window and data.windows_in_flight must be >= 1")
+        if self.window_frames <= self.max_gap:
+            raise ValueError(f"data.window_frames ({self.window_frames}) must exceed data.max_gap ({self.max_gap}): "
+                             f"a window shorter than the sampler's gap would change the frame-gap statistics")
+
+    @property
+    def samples_per_unit(self) -> int:
+        """Samples an actor makes from one set of windows in flight (see windows.py)."""
+        return self.samples_per_window * self.windows_in_flight

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -142,22 +143,37 @@ def crop_is_valid(box_xywh: np.ndarray, factor: float, out_size: int, width: int
 
 def make_sample_spec(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropGeometry,
                      stage: int, seed: int, epoch: int) -> SampleSpec:
+    """The official per-sample sampler: dataset by ratio, sequence uniformly, frames anywhere in it."""
     rng = np.random.default_rng([seed, epoch, sample_index])
     for _ in range(MAX_DRAWS):
-        spec = _draw(index, sample_index, cfg, geometry, stage, rng)
+        seq = draw_sequence(index, rng)
+        spec = draw_sample(index, sample_index, seq, 0, int(index.seq_num_frames[seq]), cfg, geometry, stage, rng,
+                           lambda rng: _other_sequence_frame(index, seq, rng))
         if spec is not None:
             return spec
     raise RuntimeError(f"sample {sample_index}: no valid crop after {MAX_DRAWS} draws (boxes far outside frames?)")
 
 
-def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropGeometry, stage: int,
-          rng: np.random.Generator) -> SampleSpec | None:
+def draw_sequence(index: FrameIndex, rng: np.random.Generator) -> int:
+    """A dataset by the configured ratios, then one of its usable sequences uniformly (official order)."""
     d = int(rng.choice(len(index.dataset_names), p=index.dataset_probs))
     sequences = index.dataset_sequences[d]
-    seq = int(sequences[rng.integers(len(sequences))])
-    visible = index.sequence_visible(seq)
+    return int(sequences[rng.integers(len(sequences))])
+
+
+OtherFrame = Callable[[np.random.Generator], "tuple[int, int]"]
+
+
+def draw_sample(index: FrameIndex, sample_index: int, seq: int, lo: int, hi: int, cfg: DataConfig,
+                geometry: CropGeometry, stage: int, rng: np.random.Generator, other_frame: OtherFrame
+                ) -> SampleSpec | None:
+    """One draw of the official sampler on frames [lo, hi) of sequence `seq` (the whole sequence for the
+    per-sample sampler, a window for `windows.py`); `other_frame(rng)` gives the (sequence, frame) of
+    another sequence's object for negatives. None when a crop is invalid (the caller draws again)."""
+    visible = index.sequence_visible(seq)[lo:hi]
     sampler = causal_frames if geometry.num_templates == 1 else trident_frames
     template_frames, search_frame = sampler(visible, cfg.max_gap, rng)
+    template_frames, search_frame = [lo + f for f in template_frames], lo + search_frame
 
     label = 1.0
     search_seq, search_box = seq, index.box(seq, search_frame)
@@ -174,17 +190,17 @@ def _draw(index: FrameIndex, sample_index: int, cfg: DataConfig, geometry: CropG
             if last_seen is None:
                 kind, absent = "drift", None
             else:
-                search_frame, search_box = absent, index.box(seq, last_seen)
+                search_frame, search_box = lo + absent, index.box(seq, lo + last_seen)  # window -> sequence frames
                 absent = None
         if kind == "drift":
             drift_box = drifted_box(search_box, geometry.search_factor, geometry.search_size, cfg.search_scale_jitter,
                                     int(index.seq_width[seq]), int(index.seq_height[seq]), rng, stride=geometry.stride)
             kind = "drift" if drift_box is not None else "other_sequence"
         if absent is not None:
-            search_frame = absent
+            search_frame = lo + absent
             search_box = center_box(int(index.seq_width[seq]), int(index.seq_height[seq]))
         elif kind not in ("drift", "occluded"):
-            search_seq, search_frame = _other_sequence_frame(index, seq, rng)
+            search_seq, search_frame = other_frame(rng)
             search_box = index.box(search_seq, search_frame)
 
     grayscale = bool(rng.random() < cfg.grayscale_prob)

@@ -1,43 +1,46 @@
-"""The Ray Data training stream: manifests -> sample specs -> decoded frames -> crops, as batches.
+"""The Ray Data training stream: manifests -> windows of clips -> sample specs -> crops, as batches.
 
     ds = build_training_stream(["s3://bucket/got10k"], cfg.data, cfg.model, stage=1, epoch=0, seed=42,
                                storage_cfg=cfg.storage)
     for batch in ds.iter_torch_batches(batch_size=16):     # or ray.train.get_dataset_shard("train")
-        ...
+        images = device_images.network_images(batch)      # train_step does this on the training device
 
 Batch format (dict of tensors; B = batch, T = model.num_templates, z = template, x = search):
-    template       [B, T, 3, Hz, Wz] float32  ImageNet-normalised; T=0 the initial template, T=1 the dynamic one
+    template       [B, T, 3, Hz, Wz] uint8    RGB crops; T=0 the initial template, T=1 the dynamic one
     template_mask  [B, T, Hz, Wz]    bool     True where the crop is zero padding (outside the frame)
-    search         [B, 3, Hx, Wx]    float32  ImageNet-normalised
+    search         [B, 3, Hx, Wx]    uint8    RGB crop
     search_mask    [B, Hx, Wx]       bool     True = padding
     search_box     [B, 4]            float32  target cxcywh normalised to the search crop, clipped to [0, 1]
     label          [B]               float32  1 = the target is in the search crop (stage 1: always 1)
+    brightness     [B, T + 1]        float32  each crop's brightness factor (templates, then search)
+    grayscale      [B]               bool     the sample is turned gray (every crop)
+    sequence       [B]               int64    FrameIndex sequence of the template (batch diversity)
     sample_index   [B]               int64    which sample of the epoch (same index, same sample)
+Flips are already in the pixels; grayscale, brightness and ImageNet normalisation are applied on the
+training device by `device_images.network_images` (uint8 crops: 4x fewer bytes through the object store).
 
-How it runs: blocks of sample numbers 0..samples_per_epoch-1 feed to a pool of `data.decode_actors`
-actors (`map_batches`, ActorPoolStrategy). Each actor turns a batch of numbers into specs, groups the
-frames the batch needs by clip, opens each clip once (decord, num_threads=1; S3 clips fetched in one
-GET through s3fs), decodes the needed frames in one sorted pass, then crops. Memory is bounded: Ray
-Data streams blocks with backpressure, clips are bounded in length at ingest, and an actor keeps at most
-`data.open_clip_cache` clips open. Samples are seeded by (seed, epoch, index) and the order is kept, so
-an epoch is reproducible.
+How it runs: sample numbers 0..samples_per_epoch-1, in blocks of one unit (`windows.py`: U =
+samples_per_window x windows_in_flight samples cut from windows_in_flight clip windows), feed a pool of
+`data.decode_actors` actors (`map_batches`, ActorPoolStrategy, one CPU each). An actor draws the
+unit, decodes each window once in order straight into crops (`decode.py`; S3 clips fetched in one GET
+each) and yields the unit's samples in blocks of `data.decode_batch_size`. Memory per actor is
+bounded by one unit of crops, one decoded frame and `data.open_clip_cache` compressed clips
+(`unit_bytes`). Samples are seeded by (seed, epoch, unit) and the order is kept, so an epoch is
+reproducible.
 """
 from __future__ import annotations
-
-from collections import OrderedDict, defaultdict
 
 import numpy as np
 import pyarrow as pa
 
 from ...model.config import ModelConfig
-from ..ingest.clips import open_clip, decode_clip_frames
 from ..storage import StorageConfig
 from .config import DataConfig
+from .decode import UnitDecoder
 from .frame_index import FrameIndex, load_frame_index
-from .processing import empty_batch, fill_sample
-from .sampling import CropGeometry, SampleSpec, make_sample_spec
-
-BATCHES_PER_BLOCK = 2  # input blocks of sample numbers: small, so work spreads over the actor pool
+from .processing import empty_batch
+from .sampling import CropGeometry
+from .windows import draw_unit, unit_positions
 
 
 def crop_geometry(model_cfg: ModelConfig) -> CropGeometry:
@@ -45,45 +48,18 @@ def crop_geometry(model_cfg: ModelConfig) -> CropGeometry:
                         model_cfg.search_factor, model_cfg.num_templates, model_cfg.feat_stride)
 
 
-class FrameDecoder:
-    """Decodes the frames a batch of specs needs, each clip opened once; keeps a few clips open."""
+def sample_bytes(geometry: CropGeometry) -> int:
+    """Bytes of one sample in the batch format (uint8 crops and bool masks dominate)."""
+    return sum(v.nbytes for v in empty_batch(1, geometry).values())
 
-    def __init__(self, index: FrameIndex, storage: StorageConfig | None, cache_size: int):
-        self.index, self.storage, self.cache_size = index, storage, cache_size
-        self.readers: OrderedDict[str, object] = OrderedDict()
-        self.clips_opened = 0
 
-    def _reader(self, uri: str):
-        if uri in self.readers:
-            self.readers.move_to_end(uri)
-            return self.readers[uri]
-        reader = open_clip(uri, self.storage)
-        self.clips_opened += 1
-        self.readers[uri] = reader
-        while len(self.readers) > max(self.cache_size, 1):  # within a batch a clip is open once anyway
-            self.readers.popitem(last=False)
-        return reader
-
-    def decode(self, specs: list[SampleSpec]) -> dict[tuple[int, int], np.ndarray]:
-        wanted = {(c.sequence, c.frame) for s in specs for c in (*s.templates, s.search)}
-        by_clip: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-        for seq, frame in wanted:
-            uri, in_clip = self.index.clip_of(seq, frame)
-            by_clip[uri].append((in_clip, seq, frame))
-        frames = {}
-        for uri in sorted(by_clip):
-            needs = sorted(by_clip[uri])
-            seq = needs[0][1]
-            decoded = decode_clip_frames(self._reader(uri), [n[0] for n in needs],
-                                  int(self.index.seq_width[seq]), int(self.index.seq_height[seq]))
-            frames.update({(s, f): image for (_, s, f), image in zip(needs, decoded)})
-        if self.cache_size == 0:
-            self.readers.clear()
-        return frames
+def unit_bytes(data_cfg: DataConfig, geometry: CropGeometry) -> int:
+    """The crops one actor holds while it cuts a unit: the bound on its batch memory."""
+    return data_cfg.samples_per_unit * sample_bytes(geometry)
 
 
 class BatchMaker:
-    """What a decode actor holds (the frame index, the crop geometry, a frame decoder), and the batches it
+    """What a decode actor holds (the frame index, the crop geometry, a unit decoder), and the batches it
     makes; the map_batches UDFs below differ only in how they read their input rows."""
 
     def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
@@ -94,15 +70,16 @@ class BatchMaker:
         torch.set_num_threads(1)  # one core per actor; parallelism comes from the pool
         self.index = ray.get(index_ref[0])
         self.cfg, self.geometry, self.stage, self.seed = data_cfg, geometry, stage, seed
-        self.decoder = FrameDecoder(self.index, storage, data_cfg.open_clip_cache)
+        self.decoder = UnitDecoder(self.index, storage, data_cfg.open_clip_cache)
 
-    def make(self, sample_indices: list[int], epoch: int) -> dict[str, np.ndarray]:
-        return make_batch(self.index, sample_indices, self.cfg, self.geometry, self.stage, self.seed, epoch,
-                          self.decoder)
+    def make(self, sample_indices: list[int], epoch: int):
+        """Yield batches (at most decode_batch_size rows each) of these samples of `epoch`, in order."""
+        yield from make_batches(self.index, sample_indices, self.cfg, self.geometry, self.stage, self.seed, epoch,
+                                self.decoder)
 
 
 class SampleMaker(BatchMaker):
-    """The map_batches UDF of one epoch: {'id': [B]} sample numbers -> one training batch (see the module
+    """The map_batches UDF of one epoch: {'id': [N]} sample numbers -> training batches (see the module
     docstring)."""
 
     def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
@@ -110,18 +87,28 @@ class SampleMaker(BatchMaker):
         super().__init__(index_ref, data_cfg, geometry, stage, seed, storage)
         self.epoch = epoch
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.make([int(i) for i in batch["id"]], self.epoch)
+    def __call__(self, batch: dict[str, np.ndarray]):
+        yield from self.make([int(i) for i in batch["id"]], self.epoch)
+
+
+def make_batches(index: FrameIndex, sample_indices: list[int], cfg: DataConfig, geometry: CropGeometry,
+                 stage: int, seed: int, epoch: int, decoder: UnitDecoder):
+    """Samples of one epoch (in increasing order) -> batches of at most decode_batch_size rows: each unit
+    they fall in is drawn once and decoded once, and only the asked-for samples are cut."""
+    for number, positions in unit_positions(sample_indices, cfg).items():
+        unit = draw_unit(index, epoch, number, cfg, geometry, stage, seed)
+        specs = [unit.samples[p] for p in positions]
+        batch = empty_batch(len(specs), geometry)
+        decoder.fill(batch, specs, geometry)  # every window of the unit decoded once, crops into the batch
+        for start in range(0, len(specs), cfg.decode_batch_size):
+            yield {key: value[start:start + cfg.decode_batch_size] for key, value in batch.items()}
 
 
 def make_batch(index: FrameIndex, sample_indices: list[int], cfg: DataConfig, geometry: CropGeometry,
-               stage: int, seed: int, epoch: int, decoder: FrameDecoder) -> dict[str, np.ndarray]:
-    specs = [make_sample_spec(index, i, cfg, geometry, stage, seed, epoch) for i in sample_indices]
-    frames = decoder.decode(specs)
-    batch = empty_batch(len(specs), geometry)
-    for row, spec in enumerate(specs):
-        fill_sample(batch, row, spec, frames, geometry)  # crops land in the batch arrays: no stacking copy
-    return batch
+               stage: int, seed: int, epoch: int, decoder: UnitDecoder) -> dict[str, np.ndarray]:
+    """The samples as one batch (in-process training and tests)."""
+    parts = list(make_batches(index, sample_indices, cfg, geometry, stage, seed, epoch, decoder))
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataConfig, model_cfg: ModelConfig,
@@ -141,8 +128,7 @@ def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataC
         load_frame_index(list(manifest_uris), data_cfg, model_cfg.num_templates, storage_cfg)
     geometry = crop_geometry(model_cfg)
     # sample numbers as in-memory blocks: no read tasks, which would compete with the pool for CPUs
-    n = data_cfg.samples_per_epoch
-    per_block = data_cfg.decode_batch_size * BATCHES_PER_BLOCK
+    n, per_block = data_cfg.samples_per_epoch, data_cfg.samples_per_unit  # one block per unit
     blocks = [pa.table({"id": np.arange(start, min(start + per_block, n), dtype=np.int64)})
               for start in range(0, n, per_block)]
     return decode_in_actor_pool(ray.data.from_arrow(blocks), SampleMaker, data_cfg, dict(
@@ -152,14 +138,15 @@ def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataC
 
 def decode_in_actor_pool(sample_numbers, maker: type, data_cfg: DataConfig, maker_kwargs: dict):
     """Sample numbers -> training batches, through a pool of `data.decode_actors` actors of `maker`
-    (one CPU each), in input order: the same sample numbers give the same batches in the same order."""
+    (one CPU each), in input order: the same sample numbers give the same batches in the same order.
+    Each input block (one unit's sample numbers) is one call; the actor yields its batches as it goes."""
     import ray
 
     from .pacing import PaceIdleScheduling  # imports Ray
 
     ds = sample_numbers.map_batches(
         maker,
-        batch_size=data_cfg.decode_batch_size,
+        batch_size=None,  # whole blocks: a unit is decoded by one actor
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=data_cfg.decode_actors),
         num_cpus=1,

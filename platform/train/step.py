@@ -18,6 +18,7 @@ from torch import nn
 from ...model.box_ops import box_cxcywh_to_xyxy, box_iou_xyxy
 from ...model.stark import STARK
 from ..checkpoint import make_checkpoint, unwrap
+from ..data.device_images import network_images
 from ..precision import AMP_DTYPES
 from .config import StageConfig, TrainConfig
 
@@ -80,8 +81,11 @@ def train_step(model: nn.Module, loss_fn: nn.Module, stage: int, batch: dict[str
                grad_clip: float = 0.0, score_label: str = "presence") -> dict[str, torch.Tensor]:
     """Forward under autocast, loss in fp32, backward (scaled for fp16), clip, optimiser step.
 
-    `batch` is on the model's device. Returns the loss terms (detached tensors, so that the caller
-    decides when to synchronise) plus 'grad_norm' when clipping."""
+    `batch` is on the model's device, in the stream's format: uint8 crops get their photometric
+    augmentation and normalisation here, on that device, for the whole batch (`device_images`). Returns
+    the loss terms (detached tensors, so that the caller decides when to synchronise) plus 'grad_norm'
+    when clipping."""
+    batch = network_images(batch)
     device_type = batch["search"].device.type
     dtype = AMP_DTYPES[amp]
     with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -5,8 +5,8 @@ workers once per worker-group start, so a stage of many epochs needs one stream 
 stream sample g is sample g % samples_per_epoch of epoch g // samples_per_epoch, made exactly as
 `build_training_stream(epoch=g // samples_per_epoch)` makes it (same seed, same draws, same crops).
 
-The sample numbers come from a small datasource with one read task per epoch, each yielding blocks of
-`decode_batch_size * BATCHES_PER_BLOCK` numbers lazily, so a 500-epoch stage costs no more to plan
+The sample numbers come from a small datasource with one read task per epoch, each yielding one block
+per unit (`data.windows`: the samples an actor cuts from one set of clip windows) lazily, so a 500-epoch stage costs no more to plan
 than one epoch (a `ray.data.range` over 30M samples in small blocks takes minutes and a GB to plan).
 
 Resume: `StageStream` is handed to the trainer as a dataset *factory*. Ray Train calls it each time it
@@ -28,7 +28,7 @@ import numpy as np
 
 from ...model.config import ModelConfig
 from ..data.config import DataConfig
-from ..data.stream import BATCHES_PER_BLOCK, BatchMaker, crop_geometry, decode_in_actor_pool
+from ..data.stream import BatchMaker, crop_geometry, decode_in_actor_pool
 from ..storage import StorageConfig
 from .run_layout import latest_position
 
@@ -56,25 +56,29 @@ def _epoch_sample_source(start: int, end: int, samples_per_epoch: int, rows_per_
 
 
 def _sample_blocks(lo: int, hi: int, samples_per_epoch: int, rows_per_block: int):
+    """Blocks of stream samples [lo, hi) (one epoch), cut at the epoch's unit boundaries (multiples of
+    rows_per_block into the epoch): a resumed stream's first block is the rest of its unit."""
     import pyarrow as pa
 
-    for first in range(lo, hi, rows_per_block):
-        numbers = np.arange(first, min(first + rows_per_block, hi), dtype=np.int64)
+    epoch_start = lo // samples_per_epoch * samples_per_epoch
+    first = lo
+    while first < hi:
+        end = min(hi, epoch_start + ((first - epoch_start) // rows_per_block + 1) * rows_per_block)
+        numbers = np.arange(first, end, dtype=np.int64)
         yield pa.table({"epoch": numbers // samples_per_epoch, "sample_index": numbers % samples_per_epoch})
+        first = end
 
 
 class StageSampleMaker(BatchMaker):
-    """map_batches UDF: {'epoch', 'sample_index'} -> a training batch (data.stream's format) + 'epoch'."""
+    """map_batches UDF: {'epoch', 'sample_index'} -> training batches (data.stream's format) + 'epoch'."""
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]):
         epochs = batch["epoch"].astype(np.int64)
-        parts = []
-        for epoch in np.unique(epochs):  # a batch spans two epochs at most, in order
+        for epoch in np.unique(epochs):  # a block lies in one epoch; any rows are handled, in order
             indices = [int(i) for i in batch["sample_index"][epochs == epoch]]
-            part = self.make(indices, int(epoch))
-            part["epoch"] = np.full(len(indices), epoch, dtype=np.int64)
-            parts.append(part)
-        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            for part in self.make(indices, int(epoch)):
+                part["epoch"] = np.full(len(part["label"]), epoch, dtype=np.int64)
+                yield part
 
 
 def build_stage_stream(index_ref, data_cfg: DataConfig, model_cfg: ModelConfig, stage: int, seed: int,
@@ -84,7 +88,7 @@ def build_stage_stream(index_ref, data_cfg: DataConfig, model_cfg: ModelConfig, 
     `index_ref`: an ObjectRef of the stage's FrameIndex (`ray.put(load_frame_index(...))`)."""
     import ray
 
-    rows_per_block = data_cfg.decode_batch_size * BATCHES_PER_BLOCK
+    rows_per_block = data_cfg.samples_per_unit
     source = _epoch_sample_source(start_sample, end_sample, data_cfg.samples_per_epoch, rows_per_block)
     return decode_in_actor_pool(ray.data.read_datasource(source), StageSampleMaker, data_cfg, dict(
         index_ref=[index_ref], data_cfg=data_cfg, geometry=crop_geometry(model_cfg), stage=stage, seed=seed,

@@ -1,5 +1,6 @@
 """The Ray Data training stream, reading clips back from a real S3 endpoint (moto server process) on a
-real local Ray: batches in the documented format, matching crops of the source frames, reproducible."""
+real local Ray: batches in the documented format, matching crops of the source frames, reproducible, each
+clip fetched once per unit of windows."""
 from __future__ import annotations
 
 import io
@@ -9,11 +10,12 @@ import pytest
 
 from stark.platform.experiment import load_config
 from stark.platform.ingest.config import IngestConfig
-from stark.platform.data.stream import FrameDecoder, build_training_stream, crop_geometry
+from stark.platform.data.decode import UnitDecoder
+from stark.platform.data.stream import build_training_stream, crop_geometry, make_batch
 from stark.platform.data.frame_index import load_frame_index
 from stark.platform.ingest.run import ingest
-from stark.platform.data.processing import IMAGENET_MEAN, IMAGENET_STD, process_sample
-from stark.platform.data.sampling import make_sample_spec
+from stark.platform.data.processing import empty_batch, process_sample
+from stark.platform.data.windows import draw_unit, window_sample_spec
 from stark.platform.ingest.sources import read_image
 from stark.platform.ingest.synthetic import write_demo_dataset
 
@@ -44,8 +46,10 @@ def dataset(ray_local, s3_endpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg():
+    # units of 3 windows x 8 samples: the epoch's 48 samples are 2 units, one per actor
     return load_config("stark_tiny", [f"data.samples_per_epoch={SAMPLES}", "data.decode_actors=2",
-                                      "data.decode_batch_size=8"])
+                                      "data.decode_batch_size=8", "data.samples_per_window=8",
+                                      "data.windows_in_flight=3"])
 
 
 def collect(ds) -> dict[str, np.ndarray]:
@@ -65,8 +69,10 @@ def test_batches_have_the_documented_format(stage_one, cfg):
                       "template_mask": (SAMPLES, 2, m.template_size, m.template_size),
                       "search": (SAMPLES, 3, m.search_size, m.search_size),
                       "search_mask": (SAMPLES, m.search_size, m.search_size),
-                      "search_box": (SAMPLES, 4), "label": (SAMPLES,), "sample_index": (SAMPLES,)}
-    assert stage_one["template"].dtype == np.float32 and stage_one["search_mask"].dtype == bool
+                      "search_box": (SAMPLES, 4), "label": (SAMPLES,), "brightness": (SAMPLES, 3),
+                      "grayscale": (SAMPLES,), "sequence": (SAMPLES,), "sample_index": (SAMPLES,)}
+    assert stage_one["template"].dtype == np.uint8 and stage_one["search"].dtype == np.uint8
+    assert stage_one["search_mask"].dtype == bool
     np.testing.assert_array_equal(stage_one["sample_index"], np.arange(SAMPLES))  # order is kept
 
 
@@ -79,37 +85,31 @@ def test_stage_one_stream_has_only_present_targets_inside_the_crop(stage_one):
 
 def test_streamed_samples_match_crops_cut_from_the_source_jpegs(stage_one, dataset, cfg):
     """Decoded-from-S3 crops vs the same crops cut from the original JPEG files: same samples, PSNR >= 35 dB."""
-    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
-    geometry = crop_geometry(cfg.model)
     from stark.platform.ingest.manifest import read_records
 
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
     folders = {f"{r.dataset}/{r.split}/{r.sequence_id}": r.source_path for r in read_records(dataset)}
     for i in range(0, SAMPLES, 6):
-        spec = make_sample_spec(index, i, cfg.data, geometry, stage=1, seed=5, epoch=0)
+        spec = window_sample_spec(index, i, cfg.data, geometry, stage=1, seed=5, epoch=0)
         frames = {(c.sequence, c.frame): read_image(f"{folders[index.sequence_names[c.sequence]]}/"
                                                     f"{c.frame + 1:08d}.jpg")
                   for c in (*spec.templates, spec.search)}
         from_jpegs = process_sample(spec, frames, geometry)
         for key in ("template", "search"):
-            a = to_pixels(stage_one[key][i])
-            b = to_pixels(from_jpegs[key])
-            mse = np.mean((a - b) ** 2)
+            mse = np.mean((stage_one[key][i].astype(np.float64) - from_jpegs[key].astype(np.float64)) ** 2)
             assert 10 * np.log10(255.0 ** 2 / max(mse, 1e-9)) >= 35.0
-        np.testing.assert_allclose(stage_one["search_box"][i], from_jpegs["search_box"], atol=1e-6)
-        np.testing.assert_array_equal(stage_one["search_mask"][i], from_jpegs["search_mask"])
-
-
-def to_pixels(image: np.ndarray) -> np.ndarray:
-    """[..., 3, S, S] normalised -> 0..255 (brightness jitter included, as both sides apply the same)."""
-    channels_last = np.moveaxis(image, -3, -1)
-    return (channels_last * IMAGENET_STD + IMAGENET_MEAN) * 255.0
+        for key in ("search_box", "brightness"):
+            np.testing.assert_allclose(stage_one[key][i], from_jpegs[key], atol=1e-6)
+        for key in ("search_mask", "template_mask", "grayscale", "sequence"):
+            np.testing.assert_array_equal(stage_one[key][i], from_jpegs[key])
 
 
 def test_stage_two_stream_labels_are_the_specs_labels_with_negatives_in_it(dataset, cfg):
     batch = collect(build_training_stream([dataset], cfg.data, cfg.model, stage=2, epoch=0, seed=5))
     index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
     geometry = crop_geometry(cfg.model)
-    expected = [make_sample_spec(index, i, cfg.data, geometry, 2, 5, 0).label for i in range(SAMPLES)]
+    expected = [window_sample_spec(index, i, cfg.data, geometry, 2, 5, 0).label for i in range(SAMPLES)]
     np.testing.assert_array_equal(batch["label"], expected)
     assert 0 < batch["label"].mean() < 1  # the share itself is specified on 3000 specs in test_sampling
 
@@ -123,15 +123,33 @@ def test_an_epoch_is_reproducible_and_the_next_epoch_differs(stage_one, dataset,
     assert not np.array_equal(next_epoch["search"], stage_one["search"])
 
 
-def test_a_batch_opens_each_clip_it_needs_once(dataset, cfg, ray_local):
+def test_a_unit_fetches_each_clip_it_needs_once_from_s3(dataset, cfg, ray_local):
+    """One GET per clip a unit's windows touch (not one per frame), and no frame decoded twice."""
     index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
     geometry = crop_geometry(cfg.model)
-    specs = [make_sample_spec(index, i, cfg.data, geometry, 1, 5, 0) for i in range(32)]
-    needed = {index.clip_of(c.sequence, c.frame)[0] for s in specs for c in (*s.templates, s.search)}
-    decoder = FrameDecoder(index, None, cache_size=0)
-    frames = decoder.decode(specs)
-    assert decoder.clips_opened == len(needed) < 3 * len(specs)
-    assert len(frames) == len({(c.sequence, c.frame) for s in specs for c in (*s.templates, s.search)})
+    unit = draw_unit(index, 0, 0, cfg.data, geometry, 1, 5)
+    needed = {index.clip_of(c.sequence, c.frame)[0] for s in unit.samples for c in (*s.templates, s.search)}
+    decoder = UnitDecoder(index, None, cache_size=0)
+    decoder.fill(empty_batch(len(unit.samples), geometry), unit.samples, geometry)
+    crops = 3 * len(unit.samples)
+    assert decoder.stats.clips_fetched == len(needed) < crops
+    assert decoder.stats.bytes_fetched <= sum(len(_clip_bytes(uri)) for uri in needed)
+    assert decoder.stats.crops_cut == crops and decoder.stats.frames_decoded <= 16 * len(needed)
+
+
+def _clip_bytes(uri: str) -> bytes:
+    from stark.platform.storage import read_bytes
+
+    return read_bytes(uri)
+
+
+def test_a_resumed_stream_cuts_the_rest_of_a_unit_as_the_whole_unit_has_it(dataset, cfg, ray_local):
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
+    whole = make_batch(index, list(range(24)), cfg.data, geometry, 1, 5, 0, UnitDecoder(index, None, 0))
+    rest = make_batch(index, list(range(10, 24)), cfg.data, geometry, 1, 5, 0, UnitDecoder(index, None, 0))
+    for key in whole:
+        np.testing.assert_array_equal(rest[key], whole[key][10:24])
 
 
 def test_stage_two_needs_the_st_variant(dataset, cfg):

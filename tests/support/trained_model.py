@@ -18,7 +18,8 @@ from stark.model.losses import build_loss
 from stark.model.stark import build_stark
 from stark.platform.checkpoint import make_checkpoint, save_checkpoint
 from stark.platform.experiment import load_config, to_dict
-from stark.platform.data.stream import FrameDecoder, crop_geometry, make_batch
+from stark.platform.data.decode import UnitDecoder
+from stark.platform.data.stream import crop_geometry, make_batch
 from stark.platform.data.frame_index import load_frame_index
 from stark.platform.ingest.run import ingest
 from stark.platform.model_loading import load_model
@@ -42,7 +43,7 @@ def _train_tiny(workdir: Path, stage1_steps: int, stage2_steps: int, batch: int,
     write_got10k(str(workdir / "src"), {"train": make_sequences(names, 60, (160, 120), seed=seed + 100)})
     ingest(str(workdir / "src"), str(workdir / "clips"), cfg.ingest, out=io.StringIO())
     index = load_frame_index([str(workdir / "clips")], cfg.data, cfg.model.num_templates)
-    decoder = FrameDecoder(index, None, cache_size=8)
+    decoder = UnitDecoder(index, None, cache_size=8)
     geometry = crop_geometry(cfg.model)
 
     torch.manual_seed(seed)

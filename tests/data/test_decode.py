@@ -1,0 +1,124 @@
+"""Decoding windows in order and cutting crops from YUV planes: the frames are the clip's frames, the crops
+are the tracker's crops of those frames up to rounding, and masks and boxes are exactly the tracker's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stark.platform.crop import crop_around_box, crop_window
+from stark.platform.data.decode import SEEK_AHEAD, DecodeStats, decode_in_order
+from stark.platform.data.yuv_crop import YuvFrame, cut_crop
+from stark.platform.ingest.clips import EncodeSettings, encode_clip
+from stark.platform.ingest.synthetic import make_sequence
+
+FRAMES = 60
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the decode actors run; two OpenMP threads on a busy 2-core machine crawl
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """(clip bytes, the source frames, every frame decoded front to back as yuv420p planes)."""
+    import io
+
+    import av
+
+    seq = make_sequence("s", FRAMES, (160, 120), np.random.default_rng(4), with_absence=False)
+    data = encode_clip(seq.frames, 30.0, EncodeSettings(keyframe_interval=4))
+    with av.open(io.BytesIO(data)) as container:
+        planes = [f.to_ndarray(format="yuv420p") for f in container.decode(container.streams.video[0])]
+    return data, seq.frames, planes
+
+
+def test_decoding_in_order_yields_exactly_the_asked_frames_of_a_front_to_back_decode(clip):
+    data, _, planes = clip
+    wanted = [0, 1, 5, 6, 7, 30, 31, 59]  # a stretch > SEEK_AHEAD between 7 and 30: one seek ahead
+    stats = DecodeStats()
+    got = list(decode_in_order(data, wanted, stats))
+    assert [n for n, _ in got] == wanted
+    for n, frame in got:
+        np.testing.assert_array_equal(frame, planes[n])
+    assert stats.seeks >= 2 and stats.frames_decoded < FRAMES  # skipped what nobody needed
+
+
+def test_a_dense_window_is_decoded_with_one_seek(clip):
+    data, _, _ = clip
+    stats = DecodeStats()
+    wanted = list(range(10, 10 + SEEK_AHEAD))
+    assert [n for n, _ in decode_in_order(data, wanted, stats)] == wanted
+    assert stats.seeks == 1 and stats.frames_decoded <= len(wanted) + 4  # from the keyframe before frame 10
+
+
+def test_a_frame_beyond_the_clip_is_an_error_not_a_short_read(clip):
+    data, _, _ = clip
+    with pytest.raises(RuntimeError, match="no frame 60"):
+        list(decode_in_order(data, [58, 60]))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
+
+
+BOXES = ([60.0, 40.0, 30.0, 20.0], [0.0, 0.0, 25.0, 25.0], [140.0, 100.0, 30.0, 30.0], [70.0, 50.0, 8.0, 6.0])
+
+
+@pytest.mark.parametrize("box", BOXES)
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_yuv_crop_is_the_trackers_crop_of_the_decoded_frame_up_to_rounding(clip, box, flip):
+    """Against crop_around_box on the frame libswscale converts to RGB: PSNR >= 36 dB (the conversions
+    round differently and interpolate chroma differently), and at least as close to the source frame
+    (what ingest encoded) as that whole-frame conversion, within 1 dB (a 7 px window magnified to 64 px
+    shows where grid_sample reads the next real pixel and the window rule repeats its edge); the padding
+    mask is identical."""
+    import io
+
+    import av
+
+    data, sources, planes = clip
+    with av.open(io.BytesIO(data)) as container:
+        rgb = next(container.decode(container.streams.video[0])).to_ndarray(format="rgb24")
+    frame = YuvFrame.from_planes(planes[0], 120, 160)
+    for factor, size in ((2.0, 64), (5.0, 128), (4.0, 256)):  # down- and upsampling
+        crop, mask = cut_crop(frame, crop_window(box, factor, size), size, flip)
+        expected, expected_mask, _ = crop_around_box(rgb, box, factor, size)
+        source, _, _ = crop_around_box(sources[0], box, factor, size)
+        if flip:
+            expected, expected_mask, source = expected[:, ::-1], expected_mask[:, ::-1], source[:, ::-1]
+        assert crop.dtype == np.uint8 and crop.shape == (3, size, size)
+        assert psnr(crop.transpose(1, 2, 0), expected) >= 36.0
+        assert psnr(crop.transpose(1, 2, 0), source) >= psnr(expected, source) - 1.0
+        np.testing.assert_array_equal(mask, expected_mask)
+
+
+def test_padding_is_black_and_edges_blend_into_black_as_in_rgb(clip):
+    _, _, planes = clip
+    frame = YuvFrame.from_planes(planes[0], 120, 160)
+    crop, mask = cut_crop(frame, crop_window([0.0, 0.0, 20.0, 20.0], 5.0, 100), 100, False)
+    assert mask[:30, :30].all() and not mask[60:, 60:].any()
+    assert crop[:, :30, :30].max() == 0  # (Y, U, V) = (16, 128, 128): black, not the green of zeros
+
+
+def test_odd_sized_frames_crop_within_their_own_size():
+    """ingest pads odd sides by one replicated pixel; the frame's own width is where padding starts."""
+    seq = make_sequence("s", 2, (161, 121), np.random.default_rng(5), with_absence=False)
+    import io
+
+    import av
+
+    data = encode_clip(seq.frames, 30.0)
+    with av.open(io.BytesIO(data)) as container:
+        planes = next(container.decode(container.streams.video[0])).to_ndarray(format="yuv420p")
+    frame = YuvFrame.from_planes(planes, 121, 161)
+    box = [130.0, 95.0, 30.0, 25.0]
+    crop, mask = cut_crop(frame, crop_window(box, 4.0, 128), 128, False)
+    expected, expected_mask, _ = crop_around_box(seq.frames[0], box, 4.0, 128)
+    np.testing.assert_array_equal(mask, expected_mask)
+    assert psnr(crop.transpose(1, 2, 0), expected) >= 30.0  # against the source: encoding loss included
