@@ -198,3 +198,24 @@ def test_in_a_sequence_longer_than_the_window_the_initial_template_stays_within_
 def test_a_window_no_longer_than_the_sampler_gap_is_refused_naming_both_keys():
     with pytest.raises(ValueError, match="data.window_frames .* must exceed data.max_gap"):
         DataConfig(max_gap=200, window_frames=200).validate()
+
+
+def test_an_occluded_negative_drawn_in_a_window_is_cropped_where_its_sequence_last_showed_the_target():
+    """Window frames are offsets into the sequence: the absent frame and the box it is cropped around
+    come from the sequence's own frames, not the window's first ones."""
+    n, clip = 2000, 300
+    i = np.arange(n)
+    boxes = np.stack([200 + 100 * np.sin(i / 50), 200 + 50 * np.cos(i / 70), np.full(n, 60.0), np.full(n, 40.0)], 1)
+    visible = (i % 100) < 80  # the target hidden 20 frames in every 100
+    records = [ClipRecord("L", "lasot", "train", k, f, min(clip, n - f), n, f"mem://L/{k}", 0, "", 640, 480, 30.0,
+                          boxes[f:f + clip], visible[f:f + clip], True, "L", "") for k, f in enumerate(range(0, n, clip))]
+    index = build_frame_index(records, DataConfig(), num_templates=2)
+    cfg = dataclasses.replace(CFG, negative_mix={"occluded": 1.0})
+    occluded = [s for s in window_specs(index, 2, cfg=cfg, n=400) if s.label == 0.0]
+    assert len(occluded) > 100
+    for spec in occluded:
+        frame = spec.search.frame
+        assert not visible[frame]
+        before, after = np.flatnonzero(visible[:frame])[-1], frame + np.flatnonzero(visible[frame:])[0]
+        assert any(np.allclose(spec.search.target_box_xywh, index.box(0, f)) for f in (before, after)), (
+            frame, spec.search.target_box_xywh, index.box(0, before), index.box(0, after))
