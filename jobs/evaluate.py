@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None, prog: str = "stark evaluate") -> int:
         a = report.absence
         print(f"  absent: precision={a['precision']:.4f} recall={a['recall']:.4f} over {a['frames']} scored frames "
               f"({a['absent']} absent, {a['predicted_absent']} called absent at score < "
-              f"{settings.present_threshold})")
+              f"{settings.present_threshold:.3g})")
     for role, path in report.files.items():
         print(f"  {role:<22} {path}")
     if run_id:

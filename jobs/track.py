@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     engine = args.engine or cfg.evaluate.engine
     print(f"tracking {video} ({total} frames, {first.shape[1]}x{first.shape[0]}) with {loaded.kind} model "
           f"{args.model}, STARK-{loaded.model_cfg.variant}, update_interval={settings.update_interval}, "
-          f"score_threshold={settings.score_threshold}, present_threshold={settings.present_threshold}, "
+          f"score_threshold={settings.score_threshold}, present_threshold={settings.present_threshold:.3g}, "
           f"engine {engine}", flush=True)
 
     if engine == "onnx":
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None, prog: str = "stark track") -> int:
     video_path = write_file_atomic(out_dir / "tracked.mp4", encoder.finish())
     print(f"\ndone: {written} frames in {wall:.1f}s ({written / wall:.1f} frames/s); "
           f"dynamic template updated at {state.updates or 'no frame'}; target absent in "
-          f"{int((~present).sum())} frame(s) (score < {settings.present_threshold})")
+          f"{int((~present).sum())} frame(s) (score < {settings.present_threshold:.3g})")
     print(f"  boxes          {csv_path}\n  annotated      {video_path}")
     return 0
 
