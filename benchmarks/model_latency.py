@@ -25,6 +25,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+from ceiling import ceiling_line
 
 from stark.model.inference import inference_copy
 from stark.model.stark import build_stark
@@ -121,6 +122,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    print(ceiling_line())  # this machine's own matmul ceiling, beside the figures
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.runs} runs after {args.warmup} warm-up")
     header = (f"{'preset':<12}{'mode':<22}{'ms/frame':>10}{'frames/s':>10}{'vs fp32':>9}{'GFLOP/frame':>13}"
               f"{'GFLOP/s':>9}{'box diff':>11}{'0.5% tol':>10}")
