@@ -119,7 +119,14 @@ def test_an_ingest_killed_half_way_and_rerun_writes_the_same_manifest_as_a_clean
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    left = storage.list_files(dest)
+    # Ray ends a dead driver's tasks on the shared cluster asynchronously: one may still finish its clip,
+    # so wait until the store stops changing before the rerun races it
+    left, unchanged_since = storage.list_files(dest), time.monotonic()
+    while time.monotonic() - unchanged_since < 3:
+        time.sleep(0.2)
+        now = storage.list_files(dest)
+        if sorted(now) != sorted(left):
+            left, unchanged_since = now, time.monotonic()
     assert not storage.exists(f"{dest}/manifest.parquet")
     assert 0 < len([u for u in left if u.endswith(".json")]) < 8  # some sequences finished, not all
 
