@@ -16,6 +16,8 @@ and `select` (one batch element), PyTorch's `Tokens` or ONNX Runtime's arrays.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import copy
 import math
 import time
@@ -72,7 +74,7 @@ def target_present(scores: np.ndarray, settings: TrackerSettings) -> np.ndarray:
     return np.isnan(scores) | (scores >= settings.present_threshold)
 
 
-class TrackerLoop:
+class TrackerLoop(ABC):
     """What every engine shares: crops, the update rule, states. A subclass sets `cfg` (ModelConfig) and
     `_settings`, and provides the network calls below."""
 
@@ -80,15 +82,15 @@ class TrackerLoop:
     _settings: TrackerSettings
 
     # --- the network: what an engine provides ---
+    @abstractmethod
     def _forward_templates(self, images: np.ndarray, mask: np.ndarray):
         """Template crops [B, 3, Hz, Wz] float32 (normalised), masks [B, Hz, Wz] bool -> tokens with batch B."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _forward_search(self, templates: list, search: np.ndarray, search_mask: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray]:
         """Each template's tokens (batch B), search crops [B, 3, Hx, Wx], masks [B, Hx, Wx]
         -> (boxes [B, 4] cxcywh normalised to the search crop, scores [B]: sigmoid, NaN without a score head)."""
-        raise NotImplementedError
 
     def _adopt(self, tokens):
         """Template tokens kept from an earlier run (a ResumePoint's prefix), as this engine holds them."""
