@@ -311,4 +311,4 @@ def test_an_interrupted_tune_resumes_without_redoing_finished_trials_and_evaluat
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"update_interval={best_u}, score_threshold={best_t}" in evaluated.stdout
-    assert f"{best_p})" in evaluated.stdout  # evaluate's absence line names the tuned present_threshold
+    assert f"{best_p:.3g})" in evaluated.stdout  # evaluate's absence line names the tuned present_threshold
