@@ -11,7 +11,7 @@ ingest's encoder wrote, libswscale's default). Chroma is interpolated bilinearly
 Zero padding is black in RGB: the planes are stored with black subtracted (Y - 16, U - 128, V - 128),
 so the warp's zeros outside the frame convert to exactly (0, 0, 0), edges blending as in RGB.
 Against `crop_around_box` on the same frame converted to RGB the crops differ only by rounding and
-chroma interpolation (tests/data/test_yuv_crop.py); masks and box maps are identical.
+chroma interpolation (tests/data/test_decode.py); masks and box maps are identical.
 """
 from __future__ import annotations
 

@@ -55,3 +55,48 @@ def test_odd_frame_sizes_are_padded_for_h264_and_cropped_back(tmp_path):
 def test_encoding_the_same_frames_twice_gives_the_same_bytes():
     seq = make_sequence("s", 12, (160, 120), np.random.default_rng(3))
     assert encode_clip(seq.frames, 30.0) == encode_clip(seq.frames, 30.0)
+
+
+def test_encoding_gives_the_same_bytes_in_a_process_whose_heap_and_libraries_differ(tmp_path):
+    """Ingest's resume keeps clips an earlier run (another process, another Ray job) encoded: the bytes
+    may depend only on the frames and the settings."""
+    import subprocess
+    import sys
+
+    seq = make_sequence("s", 12, (160, 120), np.random.default_rng(3))
+    np.save(tmp_path / "frames.npy", np.stack(seq.frames))
+    here = encode_clip(seq.frames, 30.0)
+    script = ("import sys, numpy as np, torch, decord; from stark.platform.ingest.clips import encode_clip; "
+              "junk = [bytearray(np.random.bytes(1 << 16)) for _ in range(64)]; "
+              "sys.stdout.buffer.write(encode_clip(list(np.load(sys.argv[1])), 30.0))")
+    there = subprocess.run([sys.executable, "-c", script, str(tmp_path / "frames.npy")], capture_output=True,
+                           check=True).stdout
+    assert there == here
+
+
+def test_colour_conversion_is_bt601_limited_range_with_each_chroma_sample_averaging_its_2x2_block():
+    from stark.platform.ingest.clips import rgb_to_yuv
+
+    colours = {(0, 0, 0): (16, 128, 128), (255, 255, 255): (235, 128, 128), (255, 0, 0): (81, 90, 240),
+               (0, 255, 0): (145, 54, 34), (0, 0, 255): (41, 240, 110)}
+    for rgb, (y, cb, cr) in colours.items():
+        planes = rgb_to_yuv(np.full((4, 6, 3), rgb, dtype=np.uint8))
+        assert planes.shape == (6, 6)
+        assert (planes[:4] == y).all() and (planes[4:].reshape(-1)[:6] == cb).all(), rgb
+        assert (planes[4:].reshape(-1)[6:] == cr).all(), rgb
+    half = np.zeros((2, 2, 3), dtype=np.uint8)
+    half[:, 0] = 255  # a 2x2 block half white, half black: chroma of the mean (grey), luma per pixel
+    planes = rgb_to_yuv(half)
+    assert planes[:2].tolist() == [[235, 16], [235, 16]] and planes[2:].reshape(-1).tolist() == [128, 128]
+    assert rgb_to_yuv(half, "yuv444p")[1:].reshape(-1).tolist() == [128] * 8  # full-resolution chroma
+
+
+def test_yuv444p_clips_keep_full_colour_resolution(tmp_path):
+    seq = make_sequence("s", 8, (160, 120), np.random.default_rng(4))
+    mean_psnr = {}
+    for pixel_format in ("yuv420p", "yuv444p"):
+        path = tmp_path / f"{pixel_format}.mp4"
+        path.write_bytes(encode_clip(seq.frames, 30.0, EncodeSettings(pixel_format=pixel_format)))
+        decoded = decode_clip_frames(open_clip(str(path)), list(range(8)), 160, 120)
+        mean_psnr[pixel_format] = np.mean([psnr(d, s) for d, s in zip(decoded, seq.frames)])
+    assert mean_psnr["yuv444p"] > mean_psnr["yuv420p"] + 0.25, mean_psnr

@@ -104,7 +104,7 @@ def test_an_ingest_killed_half_way_and_rerun_writes_the_same_manifest_as_a_clean
                        num_test=0, seed=13)
     dest = f"{s3_bucket}/got10k"
     clean = ingest(str(tmp_path / "src"), dest, IngestConfig())
-    clean_manifest = storage.read_bytes(clean.manifest_uri)
+    clean_manifest, clean_rows = storage.read_bytes(clean.manifest_uri), read_manifest(clean.manifest_uri).to_pylist()
     storage.remove_tree(dest)
     assert not storage.list_files(dest)
 
@@ -132,9 +132,17 @@ def test_an_ingest_killed_half_way_and_rerun_writes_the_same_manifest_as_a_clean
 
     rerun = ingest(str(tmp_path / "src"), dest, IngestConfig())
     assert rerun.reused >= 1 and rerun.encoded >= 1
+    rows = read_manifest(rerun.manifest_uri).to_pylist()
+    assert [differing_fields(a, b) for a, b in zip(rows, clean_rows)] == [[]] * len(clean_rows)
     assert storage.read_bytes(rerun.manifest_uri) == clean_manifest
+
     for record in read_records(dest):  # and every clip it points at is there, whole
         assert storage.exists(record.clip_uri)
+
+
+def differing_fields(row: dict, expected: dict) -> list[str]:
+    """'sequence_id.field' for each field of a manifest row that differs from the expected row."""
+    return [f"{expected['sequence_id']}.{k}" for k in expected if row.get(k) != expected[k]]
 
 
 def test_s3_destination_takes_endpoint_and_credentials_from_config(tmp_path, s3_bucket, s3_endpoint, monkeypatch):
