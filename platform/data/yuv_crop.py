@@ -6,7 +6,8 @@ PyAV at 640x480: 3.2 ms to RGB, 0.86 ms to decode), and a sample uses a few hund
 it. So the stream keeps the decoder's planes, samples each crop's pixels from them with
 `F.grid_sample` at exactly the positions `crop.crop_around_box` samples (the same window, the same
 half-pixel centres; zeros outside the frame), and converts only the crop (BT.601, limited range: what
-ingest's encoder wrote, libswscale's default). Chroma is interpolated bilinearly on its half-size plane.
+ingest's encoder writes, `ingest.clips.rgb_to_yuv`, with centre-sited chroma). Chroma is interpolated
+bilinearly on its half-size plane.
 
 Zero padding is black in RGB: the planes are stored with black subtracted (Y - 16, U - 128, V - 128),
 so the warp's zeros outside the frame convert to exactly (0, 0, 0), edges blending as in RGB.
