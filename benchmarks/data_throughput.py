@@ -22,9 +22,8 @@ column says how much of it). CPU-s is the user+system time over that interval of
 every process below it (Ray's raylet and GCS included; the S3 server excluded). Rows give the median
 over --repeats and the spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up
 (actors importing torch, PyAV and Ray: a few CPU-seconds), so short runs (--quick) understate what a
-long training run pays per sample; the `steady` column leaves it out: the samples consumed after the
-half-way batch over the CPU-seconds spent meanwhile (the stream decodes ahead, but only a bounded
-buffer, so over enough --samples production matches consumption). A row whose CPU time per sample is
+long training run pays per sample; a steady figure from the consumer's side is not measurable (the
+stream decodes ahead), so use enough --samples for the start-up to stop mattering. A row whose CPU time per sample is
 below what decoding its frames alone costs (distinct frames x the single-threaded decode cost measured
 below) is flagged IMPOSSIBLE instead of being believed. Peak memory: the largest PSS of any one
 loader process (a decode actor, a DataLoader worker) and the peak summed PSS of them all with the
@@ -199,7 +198,6 @@ class Run:
     peak_each: int  # bytes: the largest loader process
     peak_total: int
     distinct_per_batch: float
-    steady_per_cpu_second: float  # over the second half of the samples: start-up left out
 
     @property
     def per_cpu_second(self) -> float:
@@ -213,25 +211,18 @@ def timed_run(make_batches, select_each) -> Run:
         cpu_start = cpu_seconds([os.getpid()] + loader_processes())
         cpu_end = dict(cpu_start)
         start = time.perf_counter()
-        first, count, distinct, marks = None, 0, [], []
+        first, count, distinct = None, 0, []
         for batch in make_batches():
             if first is None:
                 first = time.perf_counter() - start
             count += len(batch["label"])
             distinct.append(len(set(np.asarray(batch["sequence"]).tolist())))
             cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))  # workers may exit at the end
-            marks.append((count, sum(cpu_end.values())))
         seconds = time.perf_counter() - start
     cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))
     cpu = sum(t - cpu_start.get(pid, 0.0) for pid, t in cpu_end.items())
-    # steady state: the samples consumed after the half-way batch over the CPU time spent meanwhile. The
-    # stream decodes ahead, but only a bounded buffer (a unit per actor, Ray Data's backpressure), so over
-    # hundreds of samples production matches consumption
-    half = next((m for m in marks if m[0] >= count / 2), marks[-1] if marks else (0, 0.0))
-    steady_cpu = sum(cpu_end.values()) - half[1]
-    steady = (count - half[0]) / steady_cpu if steady_cpu > 0 and count > half[0] else float("nan")
     return Run(count, seconds, cpu, first or 0.0, max(memory.peak_each.values(), default=0), memory.peak_total,
-               float(np.mean(distinct)), steady)
+               float(np.mean(distinct)))
 
 
 # --- the JPEG-folder loader --------------------------------------------------------------------------
@@ -464,25 +455,22 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
               f"S3 bytes per sample: stream {info['s3_bytes_per_sample_stream'] / 1e3:.0f} kB (whole clips, once per "
               f"unit), JPEG {info['s3_bytes_per_sample_jpeg'] / 1e3:.0f} kB")
     print()
-    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | steady (2nd half) | "
-          "steady vs JPEG | samples/s | first batch | peak per process | peak total | seqs/batch | check |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    baseline, steady_baseline = {}, {}
+    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | samples/s | "
+          "first batch | peak per process | peak total | seqs/batch | check |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline = {}
     for tag, name, where, cpus, runs, floor_ms in all_rows:
         if name.startswith("JPEG") and "uint8" not in name:
             baseline[(tag, where, cpus)] = statistics.median(r.per_cpu_second for r in runs)
-            steady_baseline[(tag, where, cpus)] = statistics.median(r.steady_per_cpu_second for r in runs)
     for tag, name, where, cpus, runs, floor_ms in all_rows:
         rates = [r.per_cpu_second for r in runs]
         rate = statistics.median(rates)
         cpu_ms = 1000 / rate
         base = baseline.get((tag, where, cpus)) or baseline.get((tag, "local", cpus))
-        steady = statistics.median(r.steady_per_cpu_second for r in runs)
-        steady_base = steady_baseline.get((tag, where, cpus)) or steady_baseline.get((tag, "local", cpus))
-        fastest_ms = 1000 / max(rates + [r.steady_per_cpu_second for r in runs])
+        fastest_ms = 1000 / max(rates)
         check = "ok" if fastest_ms >= 0.8 * floor_ms else f"IMPOSSIBLE: {fastest_ms:.1f} ms < decode {floor_ms:.1f} ms"
         print(f"| {tag} | {name} | {where} | {cpus} | {rate:.1f} | {min(rates):.1f}-{max(rates):.1f} | "
-              f"{rate / base:.2f}x | {steady:.1f} | {steady / steady_base:.2f}x | "
+              f"{rate / base:.2f}x | "
               f"{statistics.median(r.samples / r.seconds for r in runs):.1f} | "
               f"{statistics.median(r.first_batch_s for r in runs):.1f} s | "
               f"{max(r.peak_each for r in runs) / 2**20:.0f} MB | {max(r.peak_total for r in runs) / 2**20:.0f} MB | "
