@@ -99,40 +99,6 @@ def descendants() -> list[int]:
     return found
 
 
-def ray_workers() -> list[int]:
-    """Ray's worker processes (actors and tasks show as `ray::...`), not its raylet/GCS/dashboard."""
-    found = []
-    for pid in descendants():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read().startswith(b"ray::"):
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
-class PeakMemory:
-    """Peak of the summed PSS of this process and the processes `select()` names, sampled in a thread."""
-
-    def __init__(self, select):
-        self.select, self.peak, self._stop = select, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, sum(pss_bytes(pid) for pid in [os.getpid()] + self.select()))
-            self._stop.wait(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
     """user + system CPU seconds of each process so far (/proc/PID/stat)."""
     ticks = os.sysconf("SC_CLK_TCK")

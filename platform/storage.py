@@ -219,35 +219,31 @@ def open_read(uri: str, cfg: StorageConfig | None = None) -> IO[bytes]:
 
 def write_bytes_atomic(uri: str, data: bytes, cfg: StorageConfig | None = None) -> None:
     """Write a whole object so that readers never see it half-written."""
-    fs, path = filesystem(uri, cfg)
-    if is_s3(uri):
-        def put() -> None:
-            fs.pipe_file(path, data)  # a single PUT (or a multipart upload, completed as one)
-            fs.invalidate_cache(path)
-
-        _s3_call("writing", uri, cfg, put)
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    def write_local(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    # a single PUT (or a multipart upload, completed as one)
+    _write_whole(uri, cfg, lambda fs, path: fs.pipe_file(path, data), write_local)
 
 
 def upload_file(local_path: str, uri: str, cfg: StorageConfig | None = None) -> None:
     """Copy a local file to a path or URI whole, never seen half-written: S3, one retried put (a multipart
     upload that fails part-way is aborted, and S3 shows an object only once its upload completes);
     local, a temp name then a rename."""
+    _write_whole(uri, cfg, lambda fs, path: fs.put_file(local_path, path),
+                 lambda tmp: shutil.copyfile(local_path, tmp))
+
+
+def _write_whole(uri: str, cfg: StorageConfig | None, put_s3, write_local) -> None:
+    """S3: `put_s3(fs, path)`, retried through an outage (an object appears only once its upload completes);
+    local: `write_local(tmp)` to a temp name beside the file, then a rename."""
     fs, path = filesystem(uri, cfg)
     if is_s3(uri):
         def put() -> None:
-            fs.put_file(local_path, path)
+            put_s3(fs, path)
             fs.invalidate_cache(path)
 
         _s3_call("writing", uri, cfg, put)
@@ -255,7 +251,7 @@ def upload_file(local_path: str, uri: str, cfg: StorageConfig | None = None) -> 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        shutil.copyfile(local_path, tmp)
+        write_local(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
