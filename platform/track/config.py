@@ -22,6 +22,15 @@ class TrackerSettings:
     # (platform/crop.py), which loading an official release file selects unless overridden
     crop_rule: Literal["platform", "official"] = "platform"
     present_threshold: float = 0.5  # a frame's target counts as present when sigmoid(score) >= this (STARK-ST)
+    # Re-detection (STARK-ST; not in the official tracker, which is redetect_after=0): after this many
+    # consecutive frames scored below redetect_threshold the target counts as lost; the tracker then holds
+    # the last box scored at or above it and searches the whole frame, in a grid of at most
+    # redetect_windows search crops at that box's scale, until one scores at or above the threshold again.
+    # Without it, a box that follows the network through an occlusion shrinks onto clutter and its ever
+    # smaller search crop never finds the target again.
+    redetect_after: int = 0
+    redetect_threshold: float = 0.5
+    redetect_windows: int = 16
 
     def validate(self) -> None:
         if self.update_interval < 1:
@@ -30,6 +39,12 @@ class TrackerSettings:
             raise ValueError(f"tracker.score_threshold must be in [0, 1], got {self.score_threshold}")
         if not 0.0 <= self.present_threshold <= 1.0:
             raise ValueError(f"tracker.present_threshold must be in [0, 1], got {self.present_threshold}")
+        if self.redetect_after < 0:
+            raise ValueError(f"tracker.redetect_after must be >= 0 (0: never), got {self.redetect_after}")
+        if not 0.0 <= self.redetect_threshold <= 1.0:
+            raise ValueError(f"tracker.redetect_threshold must be in [0, 1], got {self.redetect_threshold}")
+        if self.redetect_windows < 1:
+            raise ValueError(f"tracker.redetect_windows must be >= 1, got {self.redetect_windows}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
         if self.crop_rule not in CROP_RULES:

@@ -6,7 +6,9 @@ run the network with the cached template tokens, map the normalised box back to 
 it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST: on every
 `update_interval`-th frame, if the score head's sigmoid exceeds `score_threshold`, the dynamic
 template is re-cropped around the new box; the target counts as present where the sigmoid reaches
-`present_threshold`. Template tokens are computed once per template.
+`present_threshold`. Template tokens are computed once per template. With `redetect_after` > 0 (not
+the official tracker) a target scored below `redetect_threshold` that long is searched for over the
+whole frame, from the last box scored above it (`redetection_boxes`).
 How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
 official tracker's rule, selected by loading an official release file.
 
@@ -40,6 +42,12 @@ class TrackState:
     frame_index: int  # frames since the initial one
     templates: list[Any]  # [initial] or [initial, dynamic] tokens of the engine, each with a batch axis of 1
     updates: list[int] = field(default_factory=list)  # frame indices where the dynamic template changed
+    held: np.ndarray | None = None  # the last box scored at or above redetect_threshold (re-detection's scale)
+    missed: int = 0  # consecutive frames since, scored below it
+
+    def lost(self, settings: TrackerSettings) -> bool:
+        """Whether the next frame is searched whole (re-detection) instead of around `box`."""
+        return settings.redetect_after > 0 and self.missed >= settings.redetect_after
 
 
 @dataclass
@@ -72,6 +80,34 @@ def target_present(scores: np.ndarray, settings: TrackerSettings) -> np.ndarray:
     A frame without a score (frame 0, every frame of STARK-S) counts as present."""
     scores = np.asarray(scores, dtype=np.float64)
     return np.isnan(scores) | (scores >= settings.present_threshold)
+
+
+def redetection_boxes(box_xywh, height: int, width: int, search_factor: float, max_windows: int
+                      ) -> list[np.ndarray]:
+    """Boxes whose search windows (side search_factor * sqrt(w * h)) cover a height x width frame, each
+    overlapping the next by at least half a window: every point lies in a window, and every point more
+    than a quarter window from the frame's edge in the central half of one. Where that needs more than
+    max_windows, the box grows by 1.25x steps (the target then fills less of each crop) until it does not."""
+    _, _, w, h = (float(v) for v in box_xywh)
+    grow = 1.0
+    while True:
+        side = search_factor * math.sqrt(w * h) * grow
+        along = [1 if side >= n else math.ceil((n - side) / (side / 2)) + 1 for n in (width, height)]
+        if along[0] * along[1] <= max_windows:
+            break
+        grow *= 1.25
+    centres = [np.array([n / 2]) if k == 1 else np.linspace(side / 2, n - side / 2, k)
+               for n, k in zip((width, height), along)]
+    bw, bh = w * grow, h * grow
+    return [np.array([cx - bw / 2, cy - bh / 2, bw, bh]) for cy in centres[1] for cx in centres[0]]
+
+
+def recovery_state(boxes: np.ndarray, scores: np.ndarray, settings: TrackerSettings) -> tuple[np.ndarray, int]:
+    """(held box, missed frames) after the given frames, as `TrackerLoop.step` leaves them: a frame whose
+    score reaches redetect_threshold (or has none, frame 0) is where the held box was last set."""
+    confident = ~(np.asarray(scores, dtype=np.float64) < settings.redetect_threshold)  # NaN counts as sure
+    last = int(np.flatnonzero(confident)[-1]) if confident.any() else 0
+    return np.asarray(boxes[last], dtype=np.float64).copy(), len(scores) - 1 - last
 
 
 class TrackerLoop(ABC):
@@ -128,41 +164,62 @@ class TrackerLoop(ABC):
                 raise ValueError(f"initial box {box.tolist()} is empty or outside the {w}x{h} frame")
         embedded = self._embed(frames, boxes)
         # STARK-ST starts with the dynamic template equal to the initial one.
-        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates)
+        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates, held=b.copy())
                 for b, z in zip(boxes, embedded)]
 
     def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
         """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
         boxes = [p.prefix.boxes[p.frame_index].copy() for p in points]
         dynamic = self._embed(frames, boxes)
-        return [TrackState(box=b, frame_index=p.frame_index,
-                           templates=[self._adopt(p.prefix.initial_template), z],
-                           updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index])
-                for b, p, z in zip(boxes, points, dynamic)]
+        states = []
+        for b, p, z in zip(boxes, points, dynamic):
+            n = p.frame_index + 1
+            held, missed = recovery_state(p.prefix.boxes[:n], p.prefix.scores[:n], self.settings)
+            states.append(TrackState(box=b, frame_index=p.frame_index,
+                                     templates=[self._adopt(p.prefix.initial_template), z],
+                                     updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index],
+                                     held=held, missed=missed))
+        return states
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
-        """Track one new frame for each state, in one batched forward. Updates states; returns scores."""
-        crop = CROP_RULES[self.settings.crop_rule]
-        crops, masks, windows = zip(*(crop(f, s.box, self.cfg.search_factor, self.cfg.search_size)
-                                      for s, f in zip(states, frames)))
-        templates = [type(states[0].templates[t]).stack([s.templates[t] for s in states])
-                     for t in range(self.cfg.num_templates)]
+        """Track one new frame for each state, in one batched forward. Updates states; returns scores.
+        A state that is lost (re-detection) contributes a grid of search crops and keeps the best-scored."""
+        settings, c = self.settings, self.cfg
+        crop = CROP_RULES[settings.crop_rule]
+        searched = [redetection_boxes(s.held, *f.shape[:2], c.search_factor, settings.redetect_windows)
+                    if s.lost(settings) else [s.box] for s, f in zip(states, frames)]
+        owners = [i for i, boxes in enumerate(searched) for _ in boxes]
+        crops, masks, windows = zip(*(crop(frames[i], box, c.search_factor, c.search_size)
+                                      for i, boxes in enumerate(searched) for box in boxes))
+        templates = [type(states[0].templates[t]).stack([states[i].templates[t] for i in owners])
+                     for t in range(c.num_templates)]
         boxes, scores = self._forward_search(templates, normalize_crops(np.stack(crops)), np.stack(masks))
-        boxes = boxes * self.cfg.search_size  # cxcywh, crop pixels
+        boxes = boxes * c.search_size  # cxcywh, crop pixels
 
-        due = []
-        for i, (state, frame, window) in enumerate(zip(states, frames, windows)):
-            cx, cy, w, h = boxes[i]
-            in_frame = window.box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))  # via the rule's origin
-            state.box = clip_box_xywh(in_frame, frame.shape[0], frame.shape[1], self.settings.box_margin)
+        due, chosen, first = [], [], 0
+        for i, (state, frame) in enumerate(zip(states, frames)):
+            n = len(searched[i])
+            k = first + (int(np.argmax(scores[first:first + n])) if n > 1 else 0)  # the best-scored window
+            first += n
+            cx, cy, w, h = boxes[k]
+            in_frame = windows[k].box_from_crop(np.array([cx - w / 2, cy - h / 2, w, h]))  # via the rule's origin
+            found = clip_box_xywh(in_frame, frame.shape[0], frame.shape[1], self.settings.box_margin)
+            score = float(scores[k])
+            sure = not score < settings.redetect_threshold  # no score (STARK-S) counts as sure
             state.frame_index += 1
-            if self.cfg.num_templates > 1 and should_update(state.frame_index, float(scores[i]), self.settings):
+            chosen.append(score)
+            # the box reported is the one scored; a lost state's next search still starts from `held`
+            state.box = found
+            state.held, state.missed = (found.copy(), 0) if sure else (state.held, state.missed + 1)
+            if n > 1 and not sure:
+                continue  # still lost: no template is cut around a box the network is not sure of
+            if c.num_templates > 1 and should_update(state.frame_index, score, settings):
                 due.append(i)
         if due:
             for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
                 states[i].templates = [states[i].templates[0], tokens]
                 states[i].updates.append(states[i].frame_index)
-        return [float(s) for s in scores]
+        return chosen
 
     def track(self, frames: Iterable[np.ndarray], init_box_xywh) -> TrackResult:
         """One sequence, one frame at a time."""
