@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m stark.jobs.make_s
     final = RunPaths.for_config(effective.train.storage_path, effective.name).final(max(effective.train.stages))
     loaded = load_model(final, effective.model, effective.storage)
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in loaded.model.state_dict().items()}
-    recipe = to_dict(cfg)
+    from stark.platform.experiment import load_config
+
+    recipe = to_dict(load_config(args.config, args.overrides, in_home=False))  # no paths of this machine's home
     content = make_checkpoint(loaded.model, recipe)
     content["model"] = half  # fp16 on disk: half the size; loading copies into the fp32 network
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
 BACKBONE_NORMS = ("frozen", "batch")
-SCORE_INPUTS = ("query", "query_and_corners")
+SCORE_INPUTS = ("query", "query_and_corners", "evidence")
 BACKBONE_STAGES = ("conv1", "layer1", "layer2", "layer3")  # conv1: the stem convolution
 
 
@@ -63,7 +63,9 @@ class HeadConfig:
     # What the score MLP reads. "query" (official): the decoder's target embedding. "query_and_corners":
     # that embedding plus how sure the corner head is (log of each corner map's peak probability); for a
     # network whose target embedding carries no presence signal (measured on the tiny preset: a linear
-    # probe on it separates on-target from drifted crops at AUC 0.52, the peaks at 0.88-0.90)
+    # probe on it separates on-target from drifted crops at AUC 0.52, the peaks at 0.88-0.90). "evidence":
+    # no embedding, 16 statistics of the corner maps, the query's similarity map and template-box
+    # matches (model/score_evidence.py), which tell good boxes from bad on tracked footage
     score_input: str = "query"
 
     def validate(self) -> None:

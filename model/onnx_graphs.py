@@ -106,6 +106,8 @@ def export_graphs(model: STARK, cfg: ModelConfig, opset: int = DEFAULT_OPSET, fp
     net = copy.deepcopy(model).eval().to(dtype)
     # the soft-argmax runs in fp32 (model/corner_head.py); its cell coordinates (k / S) stay exact too
     net.box_head.coord_x, net.box_head.coord_y = model.box_head.coord_x.float(), model.box_head.coord_y.float()
+    if net.score_input == "evidence":  # the evidence is computed in fp32 (model/score_evidence.py): so is its MLP
+        net.score_head = copy.deepcopy(model.score_head).float()
     template, template_mask, search, search_mask = example_crops(cfg)
     template_graph, track_graph = TemplateGraph(net, dtype), TrackGraph(net, dtype)
     with torch.no_grad():

@@ -15,6 +15,7 @@ from stark.model.box_ops import box_xyxy_to_cxcywh
 from stark.model.config import ModelConfig
 from stark.model.corner_head import CornerHead, build_corner_head, corner_confidence
 from stark.model.position_encoding import PositionEncodingSine, build_position_encoding
+from stark.model.score_evidence import localisation_evidence, template_target_cells
 from stark.model.score_head import MLP, build_score_head
 from stark.model.transformer import Transformer, build_transformer
 
@@ -52,7 +53,7 @@ class STARK(nn.Module):
 
     def __init__(self, backbone: Backbone, position_encoding: PositionEncodingSine, transformer: Transformer,
                  box_head: CornerHead, score_head: MLP | None, num_templates: int,
-                 score_sees_corners: bool = False):
+                 score_input: str = "query", template_target_cells: torch.Tensor | None = None):
         super().__init__()
         d_model = transformer.d_model
         self.backbone = backbone
@@ -63,7 +64,10 @@ class STARK(nn.Module):
         self.box_head = box_head
         self.score_head = score_head
         self.num_templates = num_templates
-        self.score_sees_corners = score_sees_corners  # the score MLP also reads the corner head's confidence
+        self.score_input = score_input  # what the score MLP reads (model.head.score_input)
+        if score_input == "evidence":
+            # which template cells hold the target, for the template-box match of the evidence
+            self.register_buffer("template_target_cells", template_target_cells, persistent=False)
 
     # --- the three stages of a forward pass -------------------------------------------------------
     def forward_backbone(self, images: torch.Tensor, mask: torch.Tensor) -> Tokens:
@@ -95,11 +99,21 @@ class STARK(nn.Module):
         fused = fused.permute(0, 2, 1).reshape(-1, search_mem.shape[-1], side, side)  # [B, d, S, S]
         top_left, bottom_right = self.box_head.corner_probabilities(fused)  # [B, S*S] each
         out = {"pred_boxes": box_xyxy_to_cxcywh(self.box_head.boxes(top_left, bottom_right))}
-        if self.score_head is not None:
-            if self.score_sees_corners:
-                confidence = corner_confidence(top_left, bottom_right).to(query.dtype)  # [B, 2]
-                query = torch.cat([query, confidence], dim=1)  # [B, d + 2]
-            out["pred_logits"] = self.score_head(query)[:, 0]  # [B]
+        if self.score_head is None:
+            return out
+        if self.score_input == "evidence":
+            lz = self.template_target_cells.numel()
+            templates = [memory[i * lz:(i + 1) * lz].permute(1, 0, 2) for i in range(self.num_templates)]
+            score_in = localisation_evidence(top_left, bottom_right, similarity, out["pred_boxes"], search_mem,
+                                             templates, self.template_target_cells, side,
+                                             self.transformer.d_model)  # [B, 16] fp32
+            with torch.autocast(score_in.device.type, enabled=False):  # a few numbers: bf16 would blur them
+                out["pred_logits"] = self.score_head(score_in)[:, 0]
+            return out
+        if self.score_input == "query_and_corners":
+            confidence = corner_confidence(top_left, bottom_right).to(query.dtype)  # [B, 2]
+            query = torch.cat([query, confidence], dim=1)  # [B, d + 2]
+        out["pred_logits"] = self.score_head(query)[:, 0]  # [B]
         return out
 
     def forward_search(self, templates: list[Tokens], search: torch.Tensor,
@@ -156,5 +170,6 @@ def build_stark(cfg: ModelConfig) -> STARK:
         box_head=build_corner_head(cfg.head, d_model, cfg.search_feat_size),
         score_head=build_score_head(cfg.head, d_model) if cfg.variant == "ST" else None,
         num_templates=cfg.num_templates,
-        score_sees_corners=cfg.variant == "ST" and cfg.head.score_input == "query_and_corners",
+        score_input=cfg.head.score_input if cfg.variant == "ST" else "query",
+        template_target_cells=template_target_cells(cfg.template_feat_size, cfg.template_factor),
     )

@@ -93,8 +93,10 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 # --- loading --------------------------------------------------------------------------------------
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None,
-                schema: type = ExperimentConfig) -> Any:
-    """Read a YAML file (or preset name), apply `a.b=value` overrides, build and validate the dataclasses."""
+                schema: type = ExperimentConfig, in_home: bool = True) -> Any:
+    """Read a YAML file (or preset name), apply `a.b=value` overrides, build and validate the dataclasses.
+    in_home=False leaves the locations the file leaves unset unset (`place_in_home` is not run): the
+    config as written, for a record another machine reads."""
     raw: dict = {}
     source = "<defaults>"
     if name_or_path:
@@ -121,7 +123,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
         raise
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-    if isinstance(cfg, ExperimentConfig):
+    if isinstance(cfg, ExperimentConfig) and in_home:
         place_in_home(cfg)
     return cfg
 

@@ -122,7 +122,16 @@ def build_model(cfg: ExperimentConfig, stage: int, fresh: bool, init_from: str |
     if fresh and init_from:
         uri = tracking_uri or resolve_tracking_uri(cfg.mlflow, cfg.home)  # where an MLflow URI resolves
         loaded = load_model(init_from, base_cfg=cfg.model, storage_cfg=storage_cfg, tracking_uri=uri)
-        result = model.load_state_dict(loaded.model.state_dict(), strict=False)
+        weights = loaded.model.state_dict()
+        if loaded.model_cfg.head.score_input != model_cfg.head.score_input:
+            # a score head reading other inputs cannot be carried over; stage 1 never trains it, and stage 2
+            # trains it from scratch, so everything else still starts from init_from
+            weights = {k: v for k, v in weights.items() if not k.startswith("score_head.")}
+            weights.update({k: v for k, v in model.state_dict().items() if k.startswith("score_head.")})
+            print(f"train: stage {stage} starts from {init_from} with a fresh score head (it reads "
+                  f"{loaded.model_cfg.head.score_input!r}, model.head.score_input is "
+                  f"{model_cfg.head.score_input!r})", flush=True)
+        result = model.load_state_dict(weights, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(f"train.init_from {init_from!r} does not fit model config: missing "
                              f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")

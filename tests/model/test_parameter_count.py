@@ -50,7 +50,11 @@ def official_param_count(cfg) -> int:
              + cfg.transformer.dec_layers * decoder_layer + 2 * d  # final decoder norm
              + d  # query embedding
              + 2 * branch)
-    if cfg.variant == "ST":
+    if cfg.variant == "ST" and cfg.head.score_input == "evidence":
+        # 16 statistics, standardised by a BatchNorm (weight + bias), then 64-wide layers
+        n, h = 16, 64
+        total += 2 * n + (n * h + h) + (h * h + h) * (cfg.head.score_layers - 2) + h + 1
+    elif cfg.variant == "ST":
         extra = 2 if cfg.head.score_input == "query_and_corners" else 0  # the two corner confidences
         total += (d * d + d) * (cfg.head.score_layers - 1) + extra * d + d + 1
     return total
