@@ -1,6 +1,7 @@
 """Training-data throughput: the Ray Data stream on ingested H.264 clips vs a per-sample JPEG loader.
 
-    python benchmarks/data_throughput.py                      # both frame sizes, ~15 min on 2 quiet cores
+    python benchmarks/data_throughput.py                      # both sizes, 3 repeats + a steady run: ~1.5 h on 2 cores
+    python benchmarks/data_throughput.py --sizes 640x480 --repeats 2 --long-samples 3072   # ~25 min
     python benchmarks/data_throughput.py --quick              # smoke run: small data, one size, ~1-2 min
     python benchmarks/data_throughput.py --sizes 1280x720 --samples 2048 --repeats 5
 
@@ -21,9 +22,11 @@ times from the first batch requested to the last consumed: start-up is inside (t
 column says how much of it). CPU-s is the user+system time over that interval of this process and
 every process below it (Ray's raylet and GCS included; the S3 server excluded). Rows give the median
 over --repeats and the spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up
-(actors importing torch, PyAV and Ray: a few CPU-seconds), so short runs (--quick) understate what a
-long training run pays per sample; a steady figure from the consumer's side is not measurable (the
-stream decodes ahead), so use enough --samples for the start-up to stop mattering. A row whose CPU time per sample is
+(actors importing torch, PyAV and Ray: a few CPU-seconds), so short runs understate what a long training
+run pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes
+ahead); the `steady` columns take it from one more fresh run of --long-samples per row instead: its
+extra samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels).
+A row whose CPU time per sample is
 below what decoding its frames alone costs (distinct frames x the single-threaded decode cost measured
 below) is flagged IMPOSSIBLE instead of being believed. Peak memory: the largest PSS of any one
 loader process (a decode actor, a DataLoader worker) and the peak summed PSS of them all with the
@@ -33,6 +36,7 @@ sampler draws every sample's sequence afresh; the stream mixes `data.windows_in_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import shutil
@@ -232,9 +236,11 @@ def jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int):
                                                persistent_workers=False)
 
 
-def stream_loader(manifest: str, cfg, batch_size: int, storage_cfg: StorageConfig | None):
+def stream_loader(manifest: str, cfg, batch_size: int, storage_cfg: StorageConfig | None, data_cfg=None):
+    data_cfg = data_cfg or cfg.data
+
     def batches():
-        ds = build_training_stream([manifest], cfg.data, cfg.model, STAGE, EPOCH, SEED, storage_cfg)
+        ds = build_training_stream([manifest], data_cfg, cfg.model, STAGE, EPOCH, SEED, storage_cfg)
         return ds.iter_torch_batches(batch_size=batch_size)
     return batches
 
@@ -356,39 +362,66 @@ def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple],
     rows = []
     for cpus in args.cpus:
         cfg.data.decode_actors = cpus
+
+        def sized(samples: int):  # the data config of a run of `samples` samples
+            return dataclasses.replace(cfg.data, samples_per_epoch=samples)
+
+        # (name, storage, floor, loader of a run of n samples, its processes)
         loaders = [
             ("JPEG folders, per-sample PIL loader", "local", jpeg_floor,
-             jpeg_loader(JpegSamples(index, cfg.data, geometry, folders), cpus, args.batch_size), loader_processes),
+             lambda n: jpeg_loader(JpegSamples(index, sized(n), geometry, folders), cpus, args.batch_size),
+             loader_processes),
             ("JPEG folders, PIL loader, uint8 out", "local", jpeg_floor,
-             jpeg_loader(JpegSamples(index, cfg.data, geometry, folders, uint8=True), cpus, args.batch_size),
+             lambda n: jpeg_loader(JpegSamples(index, sized(n), geometry, folders, uint8=True), cpus, args.batch_size),
              loader_processes),
             ("Ray Data stream, clips", "local", stream_floor,
-             stream_loader(data["local"], cfg, args.batch_size, None), ray_decode_actors),
+             lambda n: stream_loader(data["local"], cfg, args.batch_size, None, sized(n)), ray_decode_actors),
             ("JPEG per-sample PIL loader", "S3", jpeg_floor,
-             jpeg_loader(JpegSamples(index, cfg.data, geometry, s3_folders, s3), cpus, args.batch_size),
+             lambda n: jpeg_loader(JpegSamples(index, sized(n), geometry, s3_folders, s3), cpus, args.batch_size),
              loader_processes),
             ("Ray Data stream, clips", "S3", stream_floor,
-             stream_loader(data["s3"], cfg, args.batch_size, s3), ray_decode_actors)]
-        for name, where, floor_ms, make, select in loaders:
+             lambda n: stream_loader(data["s3"], cfg, args.batch_size, s3, sized(n)), ray_decode_actors)]
+        for name, where, floor_ms, loader_of, select in loaders:
             is_ray = name.startswith("Ray")
-            runs = []
-            for _ in range(args.repeats):
+
+            def fresh_run(samples: int) -> Run:
                 if is_ray:
                     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
                 try:
-                    runs.append(timed_run(make, select))
+                    return timed_run(loader_of(samples), select)
                 finally:
                     if is_ray:
                         ray.shutdown()
-            rows.append((data["tag"], name, where, cpus, runs, floor_ms))
+
+            runs = [fresh_run(args.samples) for _ in range(args.repeats)]
+            long_run = fresh_run(args.long_samples) if args.long_samples > args.samples else None
+            rows.append((data["tag"], name, where, cpus, runs, floor_ms, long_run))
             rates = [round(r.per_cpu_second, 1) for r in runs]
-            print(f"  [{data['tag']}] {name}, {where}, {cpus} CPU: samples per CPU-s {rates}, "
+            steady = f", steady {steady_rate(runs, long_run):.1f}" if long_run else ""
+            print(f"  [{data['tag']}] {name}, {where}, {cpus} CPU: samples per CPU-s {rates}{steady}, "
                   f"samples/s {[round(r.samples / r.seconds, 1) for r in runs]}", flush=True)
     info = {"costs": costs, "stream_frames": stream_frames, "stream_floor": stream_floor, "jpeg_floor": jpeg_floor,
             "s3_bytes_per_sample_stream": s3_bytes_per_sample(index, cfg, geometry, args.samples),
             "s3_bytes_per_sample_jpeg": data["jpeg_bytes"] / max(1, int(index.seq_num_frames.sum()))
             * (cfg.model.num_templates + 1)}
     return rows, info
+
+
+def steady_rate(runs: list[Run], long_run: Run | None, short_cpu=statistics.median) -> float:
+    """Samples per CPU-second once started: what the long run's extra samples cost beyond the short runs'
+    CPU time (their median; min or max for the range), (N2 - N1) / (CPU(N2) - CPU(N1)); both runs pay the
+    same start-up, so it cancels, up to how much the start-up varies. NaN without a long run."""
+    if long_run is None:
+        return float("nan")
+    extra_cpu = long_run.cpu_seconds - short_cpu([r.cpu_seconds for r in runs])
+    extra_samples = long_run.samples - statistics.median(r.samples for r in runs)
+    return extra_samples / extra_cpu if extra_cpu > 0 else float("inf")
+
+
+def steady_range(runs: list[Run], long_run: Run | None) -> tuple[float, float]:
+    """(low, high) of the steady figure over the short runs' spread of CPU time: how much a start-up that
+    varies between fresh loaders can move it."""
+    return steady_rate(runs, long_run, max), steady_rate(runs, long_run, min)
 
 
 def s3_bytes_per_sample(index, cfg, geometry, samples: int) -> float:
@@ -421,22 +454,28 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
               f"S3 bytes per sample: stream {info['s3_bytes_per_sample_stream'] / 1e3:.0f} kB (whole clips, once per "
               f"unit), JPEG {info['s3_bytes_per_sample_jpeg'] / 1e3:.0f} kB")
     print()
-    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | samples/s | "
-          "first batch | peak per process | peak total | seqs/batch | check |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    baseline = {}
-    for tag, name, where, cpus, runs, floor_ms in all_rows:
+    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | steady per CPU-s | "
+          "steady range | steady vs JPEG (low) | samples/s | first batch | peak per process | peak total | "
+          "seqs/batch | check |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline, steady_baseline = {}, {}
+    for tag, name, where, cpus, runs, floor_ms, long_run in all_rows:
         if name.startswith("JPEG") and "uint8" not in name:
             baseline[(tag, where, cpus)] = statistics.median(r.per_cpu_second for r in runs)
-    for tag, name, where, cpus, runs, floor_ms in all_rows:
+            steady_baseline[(tag, where, cpus)] = steady_rate(runs, long_run)
+    for tag, name, where, cpus, runs, floor_ms, long_run in all_rows:
         rates = [r.per_cpu_second for r in runs]
         rate = statistics.median(rates)
-        cpu_ms = 1000 / rate
         base = baseline.get((tag, where, cpus)) or baseline.get((tag, "local", cpus))
-        fastest_ms = 1000 / max(rates)
+        steady = steady_rate(runs, long_run)
+        steady_base = steady_baseline.get((tag, where, cpus)) or steady_baseline.get((tag, "local", cpus))
+        fastest_ms = 1000 / max([*rates, *([steady] if np.isfinite(steady) else [])])
         check = "ok" if fastest_ms >= 0.8 * floor_ms else f"IMPOSSIBLE: {fastest_ms:.1f} ms < decode {floor_ms:.1f} ms"
+        low, high = steady_range(runs, long_run)
+        steady_cells = (f"{steady:.1f} | {low:.0f}-{high:.0f} | {steady / steady_base:.2f}x ({low / steady_base:.2f}x)"
+                        if np.isfinite(steady) and steady_base and np.isfinite(steady_base) else "- | - | -")
         print(f"| {tag} | {name} | {where} | {cpus} | {rate:.1f} | {min(rates):.1f}-{max(rates):.1f} | "
-              f"{rate / base:.2f}x | "
+              f"{rate / base:.2f}x | {steady_cells} | "
               f"{statistics.median(r.samples / r.seconds for r in runs):.1f} | "
               f"{statistics.median(r.first_batch_s for r in runs):.1f} s | "
               f"{max(r.peak_each for r in runs) / 2**20:.0f} MB | {max(r.peak_total for r in runs) / 2**20:.0f} MB | "
@@ -451,6 +490,8 @@ def main() -> int:
     parser.add_argument("--sequences", type=int, default=12)
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--samples", type=int, default=1536, help="samples per run")
+    parser.add_argument("--long-samples", type=int, default=6144,
+                        help="samples of one more fresh run per row, for the steady (start-up-free) figure; 0: none")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--config", default="stark_st50", help="preset whose crop sizes and data settings to use")
     parser.add_argument("--repeats", type=int, default=3, help="fresh loaders per row: the median and spread")
@@ -459,7 +500,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.sequences, args.frames = args.sizes.split(",")[0], 4, 48
-        args.samples, args.repeats = 256, 2
+        args.samples, args.repeats, args.long_samples = 256, 2, 512
         args.overrides = ["data.samples_per_window=32", "data.windows_in_flight=4", *args.overrides]
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
     args.cpus = [int(c) for c in args.cpus.split(",")]
