@@ -186,8 +186,9 @@ class TrackerLoop(ABC):
         A state that is lost (re-detection) contributes a grid of search crops and keeps the best-scored."""
         settings, c = self.settings, self.cfg
         crop = CROP_RULES[settings.crop_rule]
+        lost = [s.lost(settings) for s in states]
         searched = [redetection_boxes(s.held, *f.shape[:2], c.search_factor, settings.redetect_windows)
-                    if s.lost(settings) else [s.box] for s, f in zip(states, frames)]
+                    if was_lost else [s.box] for s, f, was_lost in zip(states, frames, lost)]
         owners = [i for i, boxes in enumerate(searched) for _ in boxes]
         crops, masks, windows = zip(*(crop(frames[i], box, c.search_factor, c.search_size)
                                       for i, boxes in enumerate(searched) for box in boxes))
@@ -211,7 +212,7 @@ class TrackerLoop(ABC):
             # the box reported is the one scored; a lost state's next search still starts from `held`
             state.box = found
             state.held, state.missed = (found.copy(), 0) if sure else (state.held, state.missed + 1)
-            if n > 1 and not sure:
+            if lost[i] and not sure:
                 continue  # still lost: no template is cut around a box the network is not sure of
             if c.num_templates > 1 and should_update(state.frame_index, score, settings):
                 due.append(i)
