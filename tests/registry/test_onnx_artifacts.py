@@ -19,7 +19,7 @@ from stark.platform.track.config import TrackerSettings
 from stark.platform.track.onnx_folder import find_exported, read_exported
 from stark.platform.track.tracker import StarkTracker
 
-STORED = {"update_interval": 3, "score_threshold": 0.0}  # the dynamic template changes every 3rd frame
+STORED = {"update_interval": 3, "score_threshold": 0.0}  # the dynamic template may change every 3rd frame
 
 # Run before anything else in the child: any `import torch` (direct or from a dependency) raises.
 NO_TORCH = textwrap.dedent('''
@@ -85,4 +85,9 @@ def test_the_registered_graphs_track_in_a_process_without_pytorch_as_the_pytorch
     want = StarkTracker(model, cfg.model, settings, channels_last=False).track(list(seq.frames), seq.boxes_xywh[0])
     np.testing.assert_allclose(got["boxes"], want.boxes, atol=1e-2)  # pixels of a 160x120 frame
     np.testing.assert_allclose(got["scores"], want.scores, atol=1e-4)
-    assert got["updates"].tolist() == want.updates == [3, 6, 9] and got["present"].tolist() == want.present.tolist()
+    assert got["present"].tolist() == want.present.tolist()
+    # The seeded random network scores about 0.43, below the preset's redetect_threshold: frame 3 still updates
+    # the dynamic template, then after redetect_after missed frames both loops search the whole frame (lost)
+    # and, while lost, cut no template, so frames 6 and 9 do not update. Both paths of the loop run here.
+    assert np.all(want.scores[1:] < settings.redetect_threshold)
+    assert got["updates"].tolist() == want.updates == [3]
