@@ -25,9 +25,9 @@ fresh stream on a running instance: starting Ray itself (GCS, raylet, dashboard 
 coordinator actors) is the cluster's cost, not the loader's, and its CPU would otherwise land in the
 first repeats (`--cold-ray` restores one fresh instance per run). CPU-s is the user+system time over
 that interval of this process and every process below it (Ray's raylet and GCS included; the S3 server
-excluded). Rows give the median over --repeats and the spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up
-(actors importing torch, PyAV and Ray: a few CPU-seconds), so short runs understate what a long training
-run pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes
+excluded). Rows give the median over --repeats and the spread (min-max) of samples per CPU-second.
+A fresh stream pays a fixed start-up (actors importing torch, PyAV and Ray: a few CPU-seconds), so short
+runs understate what a long training run pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes
 ahead); the `steady` columns take it from one more fresh run of --long-samples per row instead: its
 extra samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels).
 A row whose CPU time per sample is
