@@ -124,6 +124,8 @@ def _cut(image: np.ndarray, window: CropWindow, out_size: int, height: int, widt
 def crop_padding_mask(window: CropWindow, out_size: int, height: int, width: int) -> np.ndarray:
     """[out, out] bool: True where an output pixel of `window`'s crop touches padding (outside the
     height x width image), exactly as `crop_around_box` marks it."""
+    if window.x0 >= 0 and window.y0 >= 0 and window.x0 + window.side <= width and window.y0 + window.side <= height:
+        return np.zeros((out_size, out_size), dtype=bool)  # every tap inside the image: weights sum to 1
     _, _, wy0, wy1 = _bilinear_taps(window.y0, window.side, out_size, height)
     _, _, wx0, wx1 = _bilinear_taps(window.x0, window.side, out_size, width)
     return (wy0 + wy1)[:, None] * (wx0 + wx1)[None, :] < 1.0 - 1e-6

@@ -2,9 +2,11 @@
 are the tracker's crops of those frames up to rounding, and masks and boxes are exactly the tracker's."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-import torch
 
 from stark.platform.crop import crop_around_box, crop_window
 from stark.platform.data.decode import SEEK_AHEAD, DecodeStats, decode_in_order
@@ -13,14 +15,6 @@ from stark.platform.ingest.clips import EncodeSettings, encode_clip
 from stark.platform.ingest.synthetic import make_sequence
 
 FRAMES = 60
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the decode actors run; two OpenMP threads on a busy 2-core machine crawl
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +116,41 @@ def test_odd_sized_frames_crop_within_their_own_size():
     expected, expected_mask, _ = crop_around_box(seq.frames[0], box, 4.0, 128)
     np.testing.assert_array_equal(mask, expected_mask)
     assert psnr(crop.transpose(1, 2, 0), expected) >= 30.0  # against the source: encoding loss included
+
+
+def test_a_decode_actor_cuts_its_crops_without_importing_torch(clip, tmp_path):
+    """What an actor imports to make batches (the stream module, the unit decoder, the crop) leaves torch
+    out: importing it alone would cost every fresh actor about a CPU-second."""
+    _, _, planes = clip
+    np.save(tmp_path / "planes.npy", planes[0])
+    script = f"""
+import sys
+import numpy as np
+from stark.platform.crop import crop_window
+from stark.platform.data.stream import SampleMaker, make_batches
+from stark.platform.data.decode import UnitDecoder, decode_in_order
+from stark.platform.data.yuv_crop import YuvFrame, cut_crop
+frame = YuvFrame.from_planes(np.load({str(tmp_path / "planes.npy")!r}), 120, 160)
+crop, mask = cut_crop(frame, crop_window([60.0, 40.0, 30.0, 20.0], 5.0, 128), 128, True)
+assert crop.shape == (3, 128, 128) and crop.any()
+print(sorted(name for name in sys.modules if name == "torch" or name.startswith("torch.")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_padding_mask_alone_is_the_trackers_mask_for_windows_inside_on_and_beyond_the_edges():
+    """`crop_padding_mask` (what the stream ships) skips the taps when a window lies inside the frame; it must
+    still equal `crop_around_box`'s mask for every window: inside, flush with an edge, one pixel over, outside."""
+    from stark.platform.crop import crop_padding_mask
+
+    frame = np.full((120, 160, 3), 200, dtype=np.uint8)
+    rng = np.random.default_rng(7)
+    boxes = [[60.0, 40.0, 30.0, 20.0], [0.0, 0.0, 40.0, 40.0], [120.0, 80.0, 40.0, 40.0], [0.5, 0.5, 39.0, 39.0],
+             [-10.0, 50.0, 30.0, 30.0], [150.0, 110.0, 20.0, 20.0]]
+    boxes += [[*rng.uniform(-20, 150, 2), *rng.uniform(2, 80, 2)] for _ in range(200)]
+    for box in boxes:
+        for factor, size in ((1.0, 64), (2.0, 128), (5.0, 320)):
+            _, expected, window = crop_around_box(frame, box, factor, size)
+            np.testing.assert_array_equal(crop_padding_mask(window, size, 120, 160), expected)
