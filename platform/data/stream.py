@@ -65,17 +65,21 @@ class BatchMaker:
     def __init__(self, index_ref: list, data_cfg: DataConfig, geometry: CropGeometry, stage: int, seed: int,
                  storage: StorageConfig | None):
         import ray
-        import torch
 
-        torch.set_num_threads(1)  # one core per actor; parallelism comes from the pool
         self.index = ray.get(index_ref[0])
         self.cfg, self.geometry, self.stage, self.seed = data_cfg, geometry, stage, seed
         self.decoder = UnitDecoder(self.index, storage, data_cfg.open_clip_cache)
+        # one unit's crops, reused by every call: a fresh buffer would be a few hundred MB to fault in per
+        # unit (a second or more of kernel time where huge pages need compacting). A call's batches are
+        # serialised into the object store by the time it returns, so the next call may overwrite them;
+        # within a call, only its first unit is cut into the buffer.
+        self.buffer = empty_batch(data_cfg.samples_per_unit, geometry)
 
-    def make(self, sample_indices: list[int], epoch: int):
-        """Yield batches (at most decode_batch_size rows each) of these samples of `epoch`, in order."""
+    def make(self, sample_indices: list[int], epoch: int, first_in_call: bool = True):
+        """Yield batches (at most decode_batch_size rows each) of these samples of `epoch`, in order.
+        `first_in_call`: no batch of this actor call is still pending, so the buffer is free."""
         yield from make_batches(self.index, sample_indices, self.cfg, self.geometry, self.stage, self.seed, epoch,
-                                self.decoder)
+                                self.decoder, self.buffer if first_in_call else None)
 
 
 class SampleMaker(BatchMaker):
@@ -92,13 +96,19 @@ class SampleMaker(BatchMaker):
 
 
 def make_batches(index: FrameIndex, sample_indices: list[int], cfg: DataConfig, geometry: CropGeometry,
-                 stage: int, seed: int, epoch: int, decoder: UnitDecoder):
+                 stage: int, seed: int, epoch: int, decoder: UnitDecoder, buffer: dict[str, np.ndarray] | None = None):
     """Samples of one epoch (in increasing order) -> batches of at most decode_batch_size rows: each unit
-    they fall in is drawn once and decoded once, and only the asked-for samples are cut."""
+    they fall in is drawn once and decoded once, and only the asked-for samples are cut. With `buffer`
+    (an `empty_batch` of at least a unit), the first unit's crops are cut into it and its batches are
+    views of it (the caller keeps it untouched while they are in use); later units get fresh arrays."""
     for number, positions in unit_positions(sample_indices, cfg).items():
         unit = draw_unit(index, epoch, number, cfg, geometry, stage, seed)
         specs = [unit.samples[p] for p in positions]
-        batch = empty_batch(len(specs), geometry)
+        if buffer is None or len(specs) > len(buffer["label"]):
+            batch = empty_batch(len(specs), geometry)
+        else:
+            batch = {key: value[:len(specs)] for key, value in buffer.items()}
+        buffer = None
         decoder.fill(batch, specs, geometry)  # every window of the unit decoded once, crops into the batch
         for start in range(0, len(specs), cfg.decode_batch_size):
             yield {key: value[start:start + cfg.decode_batch_size] for key, value in batch.items()}

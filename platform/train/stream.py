@@ -74,9 +74,9 @@ class StageSampleMaker(BatchMaker):
 
     def __call__(self, batch: dict[str, np.ndarray]):
         epochs = batch["epoch"].astype(np.int64)
-        for epoch in np.unique(epochs):  # a block lies in one epoch; any rows are handled, in order
+        for k, epoch in enumerate(np.unique(epochs)):  # a block lies in one epoch; any rows are handled, in order
             indices = [int(i) for i in batch["sample_index"][epochs == epoch]]
-            for part in self.make(indices, int(epoch)):
+            for part in self.make(indices, int(epoch), first_in_call=k == 0):
                 part["epoch"] = np.full(len(part["label"]), epoch, dtype=np.int64)
                 yield part
 
