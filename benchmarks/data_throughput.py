@@ -18,23 +18,25 @@ server process on 127.0.0.1):
   window sampling, each window decoded once in order, crops cut from YUV planes, uint8 out.
 
 How a figure is taken: each repeat builds a fresh loader (Ray: a fresh stream, so fresh actors) and
-times from the first batch requested to the last consumed: start-up is inside (the `first batch`
-column says how much of it). The stream rows share one Ray instance per CPU count, started after the
-JPEG rows and warmed by one untimed stream, as a training job's second and later epochs each build a
-fresh stream on a running instance: starting Ray itself (GCS, raylet, dashboard agent, Ray Data's
-coordinator actors) is the cluster's cost, not the loader's, and its CPU would otherwise land in the
-first repeats (`--cold-ray` restores one fresh instance per run). CPU-s is the user+system time over
-that interval of this process and every process below it (Ray's raylet and GCS included; the S3 server
-excluded). Rows give the median over --repeats and the spread (min-max) of samples per CPU-second.
-A fresh stream pays a fixed start-up (actors importing torch, PyAV and Ray: a few CPU-seconds), so short
-runs understate what a long training run pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes
-ahead); the `steady` columns take it from one more fresh run of --long-samples per row instead: its
-extra samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels).
-A row whose CPU time per sample is
-below what decoding its frames alone costs (distinct frames x the single-threaded decode cost measured
-below) is flagged IMPOSSIBLE instead of being believed. Peak memory: the largest PSS of any one
-loader process (a decode actor, a DataLoader worker) and the peak summed PSS of them all with the
-driver, sampled every 0.2 s. Batch diversity: distinct sequences per training batch (the official
+times from the first batch requested to the last consumed: start-up is inside (the `first batch` column
+says how much of it). The stream rows share one Ray instance per CPU count, started after the JPEG rows
+and warmed by one untimed stream, as a training job's second and later epochs each build a fresh stream
+on a running instance: starting Ray itself (GCS, raylet, dashboard agent, Ray Data's coordinator actors)
+is the cluster's cost, not the loader's, and its CPU would otherwise land in the first repeats (`--cold-ray`
+restores one fresh instance per run). CPU-s is the user+system time over that interval of this
+process and every process below it (Ray's raylet and GCS included; the S3 server excluded), less what
+the benchmark's own bookkeeping threads spent reading /proc for these figures (measured per thread; the
+memory sampler's reads alone cost over a CPU-second a run). Rows give the median over --repeats and the
+spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up (actors importing Ray,
+PyAV and NumPy, the first unit: a few CPU-seconds), so short runs understate what a long training run
+pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes ahead);
+the `steady` columns take it from one more fresh run of --long-samples per row instead: its extra
+samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels). A
+row whose CPU time per sample is below what decoding its frames alone costs (distinct frames x the
+single-threaded decode cost measured below) is flagged IMPOSSIBLE instead of being believed. Peak
+memory: the largest PSS of any one loader process (a decode actor, a DataLoader worker) and the peak
+summed PSS of them all with the driver, sampled every 0.2 s.
+Batch diversity: distinct sequences per training batch (the official
 sampler draws every sample's sequence afresh; the stream mixes `data.windows_in_flight` windows).
 """
 from __future__ import annotations
@@ -127,10 +129,12 @@ def loader_processes() -> list[int]:
 
 class PeakMemory:
     """Peak PSS of each process `select()` names and the peak of their sum with this process's, sampled
-    in a thread every 0.2 s."""
+    in a thread every 0.2 s. `cpu_seconds`: what the sampling itself cost (reading smaps_rollup walks a
+    process's page tables, charged to this thread: over a second per run), which is not the loader's."""
 
     def __init__(self, select):
         self.select, self.peak_total, self.peak_each, self._stop = select, 0, {}, threading.Event()
+        self.cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -139,6 +143,7 @@ class PeakMemory:
             for pid, size in sizes.items():
                 self.peak_each[pid] = max(self.peak_each.get(pid, 0), size)
             self.peak_total = max(self.peak_total, pss_bytes(os.getpid()) + sum(sizes.values()))
+            self.cpu_seconds = time.thread_time()  # this thread's CPU so far
             self._stop.wait(0.2)
 
     def __enter__(self):
@@ -181,8 +186,17 @@ class Run:
 def timed_run(make_batches, select_each) -> Run:
     """Consume one fresh loader: (samples, seconds and CPU-seconds from the first batch requested to the
     last consumed, time to the first batch, memory, distinct sequences per batch)."""
+    bookkeeping = 0.0  # CPU this thread spends reading /proc for the figures: the benchmark's, not the loader's
+
+    def read_cpu() -> dict[int, float]:
+        nonlocal bookkeeping
+        begin = time.thread_time()
+        now = cpu_seconds([os.getpid()] + loader_processes())
+        bookkeeping += time.thread_time() - begin
+        return now
+
     with PeakMemory(select_each) as memory:
-        cpu_start = cpu_seconds([os.getpid()] + loader_processes())
+        cpu_start = read_cpu()
         cpu_end = dict(cpu_start)
         start = time.perf_counter()
         first, count, distinct = None, 0, []
@@ -191,10 +205,10 @@ def timed_run(make_batches, select_each) -> Run:
                 first = time.perf_counter() - start
             count += len(batch["label"])
             distinct.append(len(set(np.asarray(batch["sequence"]).tolist())))
-            cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))  # workers may exit at the end
+            cpu_end.update(read_cpu())  # workers may exit at the end
         seconds = time.perf_counter() - start
-    cpu_end.update(cpu_seconds([os.getpid()] + loader_processes()))
-    cpu = sum(t - cpu_start.get(pid, 0.0) for pid, t in cpu_end.items())
+    cpu_end.update(read_cpu())
+    cpu = sum(t - cpu_start.get(pid, 0.0) for pid, t in cpu_end.items()) - memory.cpu_seconds - bookkeeping
     return Run(count, seconds, cpu, first or 0.0, max(memory.peak_each.values(), default=0), memory.peak_total,
                float(np.mean(distinct)))
 
