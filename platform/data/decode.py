@@ -97,6 +97,9 @@ class UnitDecoder:
     """What a decode actor uses to turn specs into a filled batch (see the module docstring)."""
 
     def __init__(self, index: FrameIndex, storage: StorageConfig | None, cache_size: int):
+        import cv2
+
+        cv2.setNumThreads(1)  # one core per actor: OpenCV's thread pool would only contend with the decoder
         self.index = index
         self.stats = DecodeStats()
         self.clips = ClipBytes(storage, cache_size, self.stats)

@@ -100,6 +100,14 @@ def test_padding_is_black_and_edges_blend_into_black_as_in_rgb(clip):
     assert crop[:, :30, :30].max() == 0  # (Y, U, V) = (16, 128, 128): black, not the green of zeros
 
 
+@pytest.mark.parametrize("box", [[-200.0, 20.0, 30.0, 30.0], [20.0, -150.0, 30.0, 20.0], [400.0, 300.0, 30.0, 30.0]])
+def test_a_window_that_misses_the_frame_is_all_black_padding(clip, box):
+    _, _, planes = clip
+    frame = YuvFrame.from_planes(planes[0], 120, 160)
+    crop, mask = cut_crop(frame, crop_window(box, 2.0, 64), 64, False)
+    assert mask.all() and crop.max() == 0
+
+
 def test_odd_sized_frames_crop_within_their_own_size():
     """ingest pads odd sides by one replicated pixel; the frame's own width is where padding starts."""
     seq = make_sequence("s", 2, (161, 121), np.random.default_rng(5), with_absence=False)
