@@ -9,8 +9,9 @@ Loaders, side by side for each frame size, with 1 and 2 CPUs, local and from an 
 server process on 127.0.0.1):
 - JPEG loader: what pytracking-style loaders do, one sample at a time with the official per-sample
   sampler: open each of the sample's frames from the original JPEG folder with PIL (or one GET per
-  frame from S3), decode it whole, crop (`crop_around_box`, as the tracker), then the photometric
-  augmentation and ImageNet normalisation on the CPU, shipping float crops. 1 CPU = a plain loop;
+  frame from S3), decode it whole, crop as STARK's loader does (`sample_target`: cv2.copyMakeBorder of
+  the window, cv2.resize), then the photometric augmentation and ImageNet normalisation on the CPU,
+  shipping float crops. 1 CPU = a plain loop;
   2 CPUs = a torch DataLoader with 2 worker processes. This is the baseline every ratio is against.
 - JPEG loader, uint8 out: the same, but shipping the stream's uint8 batch format (normalisation left
   to the training device): how much of the stream's win is decoding, not the batch format.
@@ -60,11 +61,12 @@ from PIL import Image
 
 from ceiling import ceiling_line
 from stark.platform import storage
+from stark.platform.crop import crop_padding_mask, crop_window
 from stark.platform.data.decode import decode_in_order
 from stark.platform.data.device_images import network_images
 from stark.platform.data.frame_index import load_frame_index
-from stark.platform.data.processing import process_sample
-from stark.platform.data.sampling import make_sample_spec
+from stark.platform.data.processing import empty_batch, fill_fields, search_box_in_crop
+from stark.platform.data.sampling import CropSpec, make_sample_spec
 from stark.platform.data.stream import build_training_stream, crop_geometry, unit_bytes
 from stark.platform.data.windows import draw_unit
 from stark.platform.experiment import load_config
@@ -239,17 +241,47 @@ class JpegSamples:
                     frames[(crop.sequence, crop.frame)] = np.asarray(image.convert("RGB"))
             else:
                 frames[(crop.sequence, crop.frame)] = read_image(path)
-        sample = {k: torch.from_numpy(np.asarray(v)) for k, v in process_sample(spec, frames, self.geometry).items()}
+        batch = empty_batch(1, self.geometry)
+        g = self.geometry
+        for k, c in enumerate(spec.templates):
+            batch["template"][0, k], batch["template_mask"][0, k] = sample_target(
+                frames[(c.sequence, c.frame)], c, g.template_factor, g.template_size)
+        batch["search"][0], batch["search_mask"][0] = sample_target(
+            frames[(spec.search.sequence, spec.search.frame)], spec.search, g.search_factor, g.search_size)
+        fill_fields(batch, 0, spec, search_box_in_crop(spec, g))
+        sample = {k: torch.from_numpy(np.asarray(v[0])) for k, v in batch.items()}
         if self.uint8:
             return sample
         batch = network_images({k: v[None] for k, v in sample.items()})  # on this CPU, as pytracking does
         return {k: v[0] for k, v in batch.items()}
 
 
+def sample_target(frame: np.ndarray, crop: CropSpec, factor: float, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One crop as STARK's loader cuts it (lib/train/data/processing_utils.py `sample_target`): the window
+    padded with zeros by cv2.copyMakeBorder, cv2.resize (bilinear) to out_size, the padding mask from a
+    padded mask the same way; mirrored when the sample is flipped. -> (CHW uint8, mask)."""
+    import cv2
+
+    window = crop_window(crop.crop_box_xywh, factor, out_size)
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
+    pads = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
+    inside = frame[max(y0, 0):min(y1, height), max(x0, 0):min(x1, width)]
+    padded = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT) if any(pads) else inside
+    pixels = cv2.resize(padded, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    mask = crop_padding_mask(window, out_size, height, width)
+    if crop.flip:
+        pixels, mask = pixels[:, ::-1], mask[:, ::-1]
+    return pixels.transpose(2, 0, 1), mask
+
+
 def jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int):
     import torch
 
+    import cv2
+
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # one core per loader process, as the decode actors
     return lambda: torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=cpus if cpus > 1 else 0,
                                                persistent_workers=False)
 
