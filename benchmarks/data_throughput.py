@@ -61,7 +61,7 @@ from PIL import Image
 
 from ceiling import ceiling_line
 from stark.platform import storage
-from stark.platform.crop import crop_padding_mask, crop_window
+from stark.platform.crop import crop_padding_mask, crop_window, window_pixels
 from stark.platform.data.decode import decode_in_order
 from stark.platform.data.device_images import network_images
 from stark.platform.data.frame_index import load_frame_index
@@ -258,27 +258,21 @@ class JpegSamples:
 
 def sample_target(frame: np.ndarray, crop: CropSpec, factor: float, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """One crop as STARK's loader cuts it (lib/train/data/processing_utils.py `sample_target`): the window
-    padded with zeros by cv2.copyMakeBorder, cv2.resize (bilinear) to out_size, the padding mask from a
-    padded mask the same way; mirrored when the sample is flipped. -> (CHW uint8, mask)."""
+    zero-padded into a canvas (cv2.copyMakeBorder there, `window_pixels` here), cv2.resize (bilinear) to
+    out_size; the padding mask as the stream's; mirrored when the sample is flipped. -> (CHW uint8, mask)."""
     import cv2
 
     window = crop_window(crop.crop_box_xywh, factor, out_size)
-    height, width = frame.shape[:2]
-    x0, y0, x1, y1 = window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
-    pads = (max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0))
-    inside = frame[max(y0, 0):min(y1, height), max(x0, 0):min(x1, width)]
-    padded = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_CONSTANT) if any(pads) else inside
-    pixels = cv2.resize(padded, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
-    mask = crop_padding_mask(window, out_size, height, width)
+    pixels = cv2.resize(window_pixels(frame, window, 0), (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    mask = crop_padding_mask(window, out_size, *frame.shape[:2])
     if crop.flip:
         pixels, mask = pixels[:, ::-1], mask[:, ::-1]
     return pixels.transpose(2, 0, 1), mask
 
 
 def jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int):
-    import torch
-
     import cv2
+    import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # one core per loader process, as the decode actors

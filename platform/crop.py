@@ -131,6 +131,20 @@ def crop_padding_mask(window: CropWindow, out_size: int, height: int, width: int
     return (wy0 + wy1)[:, None] * (wx0 + wx1)[None, :] < 1.0 - 1e-6
 
 
+def window_pixels(image: np.ndarray, window: CropWindow, fill: float) -> np.ndarray:
+    """The window's side x side pixels of `image` [H, W] or [H, W, C]: a view when the window lies inside
+    the image, else a copy with `fill` beyond it (the zero-padded canvas STARK's `sample_target` builds)."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
+    top, bottom = min(max(y0, 0), height), min(max(y1, 0), height)
+    left, right = min(max(x0, 0), width), min(max(x1, 0), width)
+    if bottom - top == window.side and right - left == window.side:
+        return image[top:bottom, left:right]
+    canvas = np.full((window.side, window.side, *image.shape[2:]), fill, dtype=image.dtype)
+    canvas[top - y0:bottom - y0, left - x0:right - x0] = image[top:bottom, left:right]
+    return canvas
+
+
 def crop_sample_positions(window: CropWindow, out_size: int) -> np.ndarray:
     """[out] float32: where each output pixel samples the frame along an axis, relative to the window's
     top-left (F.interpolate(align_corners=False) on the side x side window, as `crop_around_box`)."""

@@ -16,6 +16,7 @@ import io
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..crop import crop_window
@@ -97,8 +98,6 @@ class UnitDecoder:
     """What a decode actor uses to turn specs into a filled batch (see the module docstring)."""
 
     def __init__(self, index: FrameIndex, storage: StorageConfig | None, cache_size: int):
-        import cv2
-
         cv2.setNumThreads(1)  # one core per actor: OpenCV's thread pool would only contend with the decoder
         self.index = index
         self.stats = DecodeStats()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..crop import CropWindow, crop_padding_mask
+from ..crop import CropWindow, crop_padding_mask, window_pixels
 
 # BT.601 limited range, Y'CbCr -> R'G'B' (rows R, G, B; columns Y - 16, U - 128, V - 128)
 YUV_TO_RGB = np.array([[1.164, 0.0, 1.596],
@@ -65,7 +65,8 @@ def cut_crop(frame: YuvFrame, window: CropWindow, out_size: int, flip: bool,
     # luma as crop_around_box cuts it: the side x side window (black beyond the frame), resampled with
     # positions clamped into the window (align_corners=False): output pixel i samples s (i + 0.5) - 0.5
     in_window = np.array([[scale, 0.0, 0.5 * scale - 0.5], [0.0, scale, 0.5 * scale - 0.5]])
-    luma = cv2.warpAffine(_luma_window(frame, window), in_window, size,
+    in_frame = frame.luma[:frame.height, :frame.width]
+    luma = cv2.warpAffine(window_pixels(in_frame, window, BLACK_LUMA), in_window, size,
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     # chroma on its half-size plane at luma position p -> (p + 0.5) / 2 - 0.5, neutral beyond the frame
     x_luma, y_luma = window.x0 + 0.5 * scale - 0.5, window.y0 + 0.5 * scale - 0.5
@@ -86,15 +87,3 @@ def cut_crop(frame: YuvFrame, window: CropWindow, out_size: int, flip: bool,
     mask = crop_padding_mask(window, out_size, frame.height, frame.width)
     return pixels, np.ascontiguousarray(mask[:, ::-1]) if flip else mask
 
-
-def _luma_window(frame: YuvFrame, window: CropWindow) -> np.ndarray:
-    """The window's side x side luma pixels: a view inside the frame, else a copy padded with black."""
-    x0, y0, x1, y1 = window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
-    top, bottom = min(max(y0, 0), frame.height), min(max(y1, 0), frame.height)
-    left, right = min(max(x0, 0), frame.width), min(max(x1, 0), frame.width)
-    if bottom - top == window.side and right - left == window.side:
-        return frame.luma[top:bottom, left:right]
-    if bottom == top or right == left:  # the window misses the frame
-        return np.full((window.side, window.side), BLACK_LUMA, dtype=np.uint8)
-    return cv2.copyMakeBorder(frame.luma[top:bottom, left:right], top - y0, y1 - bottom, left - x0, x1 - right,
-                              cv2.BORDER_CONSTANT, value=BLACK_LUMA)
