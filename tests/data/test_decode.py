@@ -162,3 +162,18 @@ def test_the_padding_mask_alone_is_the_trackers_mask_for_windows_inside_on_and_b
         for factor, size in ((1.0, 64), (2.0, 128), (5.0, 320)):
             _, expected, window = crop_around_box(frame, box, factor, size)
             np.testing.assert_array_equal(crop_padding_mask(window, size, 120, 160), expected)
+
+
+def test_a_window_is_a_view_inside_the_image_and_a_padded_copy_across_its_edges():
+    """`window_pixels` is the zero-padded canvas of STARK's `sample_target`, built only when needed."""
+    from stark.platform.crop import window_pixels
+
+    image = np.arange(120 * 160 * 3, dtype=np.int64).reshape(120, 160, 3).astype(np.uint8)
+    inside = crop_window([60.0, 40.0, 20.0, 20.0], 2.0, 64)
+    assert np.shares_memory(window_pixels(image, inside, 0), image)
+    for box in ([-15.0, -10.0, 30.0, 30.0], [140.0, 100.0, 30.0, 30.0], [-300.0, 20.0, 20.0, 20.0]):
+        window = crop_window(box, 2.0, 64)
+        padded = np.zeros((120 + 2 * 400, 160 + 2 * 400, 3), dtype=np.uint8)
+        padded[400:520, 400:560] = image
+        expected = padded[400 + window.y0:400 + window.y0 + window.side, 400 + window.x0:400 + window.x0 + window.side]
+        np.testing.assert_array_equal(window_pixels(image, window, 0), expected)
