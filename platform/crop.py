@@ -145,14 +145,6 @@ def window_pixels(image: np.ndarray, window: CropWindow, fill: float) -> np.ndar
     return canvas
 
 
-def crop_sample_positions(window: CropWindow, out_size: int) -> np.ndarray:
-    """[out] float32: where each output pixel samples the frame along an axis, relative to the window's
-    top-left (F.interpolate(align_corners=False) on the side x side window, as `crop_around_box`)."""
-    scale = np.float32(window.side / out_size)
-    return np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
-                      np.float32(0.0))
-
-
 def _bilinear_taps(start: int, side: int, out_size: int, limit: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each of out_size samples over the window [start, start + side) of an axis of length `limit`:
