@@ -1,9 +1,9 @@
 """Decoding a unit's windows in order and cutting every crop the moment its frame comes out.
 
 `UnitDecoder.fill(batch, specs)` gathers the frames the specs need, clip by clip; each clip is read once
-(one GET from S3, or one local read) into memory, opened with PyAV, and decoded front to back from the
-keyframe before the first needed frame to the last needed one, seeking ahead past stretches of more
-than `SEEK_AHEAD` frames nobody needs. Frames stay YUV planes (`yuv_crop.py`): only the crops are
+(one GET from S3, or one local read) into memory, opened with PyAV, and decoded front to back, each
+needed frame from the keyframe before it: a group of pictures without a needed frame is demuxed but not
+decoded, and stretches of more than `SEEK_AHEAD` frames nobody needs are sought past. Frames stay YUV planes (`yuv_crop.py`): only the crops are
 colour-converted, and a frame is dropped as soon as its crops are cut, so an actor holds at most one
 decoded frame, the clips it caches (`data.open_clip_cache`, compressed) and the batch it fills.
 
@@ -26,7 +26,7 @@ from .processing import fill_fields, search_box_in_crop
 from .sampling import CropGeometry, SampleSpec
 from .yuv_crop import YuvFrame, cut_crop
 
-SEEK_AHEAD = 24  # frames: decoding this many costs about what a seek + the keyframe's group costs
+SEEK_AHEAD = 24  # frames: beyond this, seek rather than demux (and drop) the packets in between
 
 
 @dataclass
@@ -63,35 +63,73 @@ class ClipBytes:
 
 def decode_in_order(data: bytes, frames: list[int], stats: DecodeStats | None = None):
     """Yield (frame number, yuv420p planes [H' * 3 / 2, W'] uint8) for the sorted, distinct clip frame
-    numbers `frames`, decoding forward (one thread) and seeking only past long unneeded stretches."""
+    numbers `frames`, decoding forward (one thread) only the groups of pictures that hold one of them.
+
+    Packets are demuxed in order and held back from the decoder until a needed frame arrives; a keyframe
+    drops the held ones (nobody needs the rest of that group), so a needed frame costs its group's frames
+    from the keyframe up to it, never the frames between two needed groups. A jump over more than
+    `SEEK_AHEAD` frames seeks instead of demuxing its packets. Clips with reordered frames (B-frames,
+    which ingest never writes) are decoded through from the keyframe before the first needed frame."""
     import av
 
     stats = stats or DecodeStats()
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = 1  # one core per actor; frame threads would only add latency
+        decoder = stream.codec_context
+        decoder.thread_count = 1  # one core per actor; frame threads would only add latency
         ticks_per_frame = 1 / (stream.average_rate * stream.time_base)
         wanted = iter(frames)
         target = next(wanted, None)
-        position = -1  # the last frame decoded
+        position = -1  # the last frame demuxed
+        reordered = False  # frames out of order (B-frames): decode every packet from then on
         while target is not None:
             if target - position > SEEK_AHEAD or position < 0:
                 container.seek(int(round(target * ticks_per_frame)), stream=stream, backward=True, any_frame=False)
                 stats.seeks += 1
-            for frame in container.decode(stream):
-                position = int(round(frame.pts / ticks_per_frame))
-                stats.frames_decoded += 1
-                if position < target:
-                    continue
-                if position > target:
-                    raise RuntimeError(f"clip decoding skipped frame {target} (landed on {position})")
-                yield target, frame.to_ndarray(format="yuv420p")
-                target = next(wanted, None)
-                if target is None or target - position > SEEK_AHEAD:
+                position = -1
+            held: list = []  # demuxed packets not yet decoded: the current group's, up to the next needed frame
+            ended = True
+            for packet in container.demux(stream):
+                if packet.pts is None:  # the demuxer's end-of-stream packet
                     break
-            else:
+                number = int(round(packet.pts / ticks_per_frame))
+                reordered = reordered or number <= position
+                position = max(position, number)
+                if packet.is_keyframe and not reordered:
+                    held.clear()  # the rest of the previous group holds no needed frame
+                held.append(packet)
+                if number < target and not reordered:
+                    continue
+                for frame in _decode(decoder, held, stats):
+                    target = yield from _emit(frame, target, wanted, ticks_per_frame)
+                held.clear()
+                if target is None or target - position > SEEK_AHEAD:
+                    ended = False
+                    break
+            if ended:
+                for frame in _decode(decoder, [*held, None], stats):  # and the frames the decoder still holds
+                    target = yield from _emit(frame, target, wanted, ticks_per_frame)
                 if target is not None:
                     raise RuntimeError(f"clip has no frame {target} (it ended at {position})")
+
+
+def _emit(frame, target: int | None, wanted, ticks_per_frame):
+    """Yield (target, planes) if `frame` is the target; return the target still wanted after it."""
+    number = int(round(frame.pts / ticks_per_frame))
+    if target is None or number < target:
+        return target
+    if number > target:
+        raise RuntimeError(f"clip decoding skipped frame {target} (landed on {number})")
+    yield target, frame.to_ndarray(format="yuv420p")
+    return next(wanted, None)
+
+
+def _decode(decoder, packets: list, stats: DecodeStats):
+    """The frames `decoder` puts out for `packets` (decode order; None: put out what it still holds)."""
+    for packet in packets:
+        for frame in decoder.decode(packet):
+            stats.frames_decoded += 1
+            yield frame
 
 
 class UnitDecoder:

@@ -50,6 +50,42 @@ def test_a_dense_window_is_decoded_with_one_seek(clip):
     assert stats.seeks == 1 and stats.frames_decoded <= len(wanted) + 4  # from the keyframe before frame 10
 
 
+def test_a_needed_frame_costs_its_group_up_to_it_and_groups_nobody_needs_are_not_decoded(clip):
+    data, _, planes = clip  # keyframe every 4 frames
+    wanted = [1, 9, 10, 17]
+    stats = DecodeStats()
+    got = list(decode_in_order(data, wanted, stats))
+    assert [n for n, _ in got] == wanted
+    for n, frame in got:
+        np.testing.assert_array_equal(frame, planes[n])
+    decoded = {f for n in wanted for f in range(n - n % 4, n + 1)}  # {0, 1}, {8, 9, 10}, {16, 17}
+    assert stats.frames_decoded == len(decoded) == 7 and stats.seeks == 1
+
+
+def test_a_clip_with_reordered_frames_is_decoded_through_and_still_yields_the_asked_frames():
+    """Ingest never writes B-frames, but a clip from elsewhere may have them: no group may be skipped then."""
+    import io
+
+    import av
+
+    frames = make_sequence("b", 40, (96, 64), np.random.default_rng(7), with_absence=False).frames
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30, options={"bf": "3", "g": "12", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    data = out.getvalue()
+    with av.open(io.BytesIO(data)) as container:
+        planes = [f.to_ndarray(format="yuv420p") for f in container.decode(container.streams.video[0])]
+    wanted = [2, 3, 13, 14, 26, 39]
+    got = list(decode_in_order(data, wanted))
+    assert [n for n, _ in got] == wanted
+    for n, frame in got:
+        np.testing.assert_array_equal(frame, planes[n])
+
+
 def test_a_frame_beyond_the_clip_is_an_error_not_a_short_read(clip):
     data, _, _ = clip
     with pytest.raises(RuntimeError, match="no frame 60"):
