@@ -137,11 +137,13 @@ def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataC
     index = manifest_uris if isinstance(manifest_uris, FrameIndex) else \
         load_frame_index(list(manifest_uris), data_cfg, model_cfg.num_templates, storage_cfg)
     geometry = crop_geometry(model_cfg)
-    # sample numbers as in-memory blocks: no read tasks, which would compete with the pool for CPUs
+    # sample numbers as in-memory blocks, described here: no read task, nor the metadata task
+    # `from_arrow` runs per block, each of which would start a Ray worker process (~1.2 CPU-s) to compete
+    # with the pool for CPUs
     n, per_block = data_cfg.samples_per_epoch, data_cfg.samples_per_unit  # one block per unit
     blocks = [pa.table({"id": np.arange(start, min(start + per_block, n), dtype=np.int64)})
               for start in range(0, n, per_block)]
-    return decode_in_actor_pool(ray.data.from_arrow(blocks), SampleMaker, data_cfg, dict(
+    return decode_in_actor_pool(ray.data.from_blocks(blocks), SampleMaker, data_cfg, dict(
         index_ref=[ray.put(index)], data_cfg=data_cfg, geometry=geometry, stage=stage, seed=seed, epoch=epoch,
         storage=storage_cfg))
 
