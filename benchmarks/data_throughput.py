@@ -21,8 +21,9 @@ server process on 127.0.0.1):
 How a figure is taken: each repeat builds a fresh loader (Ray: a fresh stream, so fresh actors) and
 times from the first batch requested to the last consumed: start-up is inside (the `first batch` column
 says how much of it). The stream rows share one Ray instance per CPU count, started after the JPEG rows
-and warmed by one untimed stream, as a training job's second and later epochs each build a fresh stream
-on a running instance: starting Ray itself (GCS, raylet, dashboard agent, Ray Data's coordinator actors)
+and warmed by one untimed stream, as a training job builds its streams on a running instance (one stream
+per stage, its actors kept across the stage's epochs: a 1536-sample run pays the start-up a stage pays
+once): starting Ray itself (GCS, raylet, dashboard agent, Ray Data's coordinator actors)
 is the cluster's cost, not the loader's, and its CPU would otherwise land in the first repeats (`--cold-ray`
 restores one fresh instance per run). CPU-s is the user+system time over that interval of this
 process and every process below it (Ray's raylet and GCS included; the S3 server excluded), less what
