@@ -3,9 +3,10 @@
 `UnitDecoder.fill(batch, specs)` gathers the frames the specs need, clip by clip; each clip is read once
 (one GET from S3, or one local read) into memory, opened with PyAV, and decoded front to back, each
 needed frame from the keyframe before it: a group of pictures without a needed frame is demuxed but not
-decoded, and stretches of more than `SEEK_AHEAD` frames nobody needs are sought past. Frames stay YUV planes (`yuv_crop.py`): only the crops are
-colour-converted, and a frame is dropped as soon as its crops are cut, so an actor holds at most one
-decoded frame, the clips it caches (`data.open_clip_cache`, compressed) and the batch it fills.
+decoded, and stretches of more than `SEEK_AHEAD` frames nobody needs are sought past. Frames stay YUV
+planes (`yuv_crop.py`): only the crops are colour-converted, and a frame is dropped as soon as its crops
+are cut, so an actor holds at most one decoded frame, the clips it caches (`data.open_clip_cache`,
+compressed) and the batch it fills.
 
 Counters (`DecodeStats`) say what the work cost: clips fetched and their bytes, frames decoded, crops
 cut, seeks, the largest clip held.
