@@ -89,10 +89,9 @@ def decode_in_order(data: bytes, frames: list[int], stats: DecodeStats | None = 
                 stats.seeks += 1
                 position = -1
             held: list = []  # demuxed packets not yet decoded: the current group's, up to the next needed frame
-            ended = True
             for packet in container.demux(stream):
-                if packet.pts is None:  # the demuxer's end-of-stream packet
-                    break
+                if packet.pts is None:  # the demuxer's end-of-stream packet, its last
+                    continue
                 number = int(round(packet.pts / ticks_per_frame))
                 reordered = reordered or number <= position
                 position = max(position, number)
@@ -105,9 +104,8 @@ def decode_in_order(data: bytes, frames: list[int], stats: DecodeStats | None = 
                     target = yield from _emit(frame, target, wanted, ticks_per_frame)
                 held.clear()
                 if target is None or target - position > SEEK_AHEAD:
-                    ended = False
                     break
-            if ended:
+            else:  # the clip ended
                 for frame in _decode(decoder, [*held, None], stats):  # and the frames the decoder still holds
                     target = yield from _emit(frame, target, wanted, ticks_per_frame)
                 if target is not None:
