@@ -5,8 +5,8 @@ Generates N sequences (default 12 x 150 frames at 480x270) from the "test" photo
 tracks them with each model, and prints, side by side with the static box (the first frame's box on
 every frame): AO, SR50, SR75, the share of sequences where the model beats the static box, the share of
 visible frames at IoU 0, the ROC AUC of the score for "IoU > 0.5" (the score head's job), and the share
-of visible frames boxed at IoU > 0.5 on the demo video of `stark pipeline` (150 frames, the preset's
-seed + 2, "test" photographs; tracked from its frames before the pipeline's H.264 encoding).
+of visible frames boxed at IoU > 0.5 on the demo video of `stark pipeline` (`pipeline.demo_video_frames`,
+150; the preset's seed + 2, "test" photographs; tracked from its frames before the pipeline's H.264 encoding).
 Then, per model, how the predicted size follows the target's: the search crop is cut around the true box
 scaled by 0.5-2 (so the target fills 64-16 px of a 128 px crop) and the median predicted / true size is
 printed. A tracker whose ratio is above 1 at the nominal size feeds each over-estimate into the next crop.
@@ -100,8 +100,8 @@ def main() -> None:
         return M.aggregate(per).scores, {"per_ao": {k: v.mean_iou for k, v in per.items()},
                                          "iou0": float((ious <= 0).mean())}
 
-    video = make_sequences(["demo_video"], 150, tuple(cfg.pipeline.demo_size), seed=cfg.pipeline.seed + 2,
-                           photos="test")[0]
+    video = make_sequences(["demo_video"], cfg.pipeline.demo_video_frames, tuple(cfg.pipeline.demo_size),
+                           seed=cfg.pipeline.seed + 2, photos="test")[0]
 
     def video_share(boxes: np.ndarray) -> float:
         return float((M.box_iou_xywh(boxes, video.boxes_xywh)[video.visible] > 0.5).mean())

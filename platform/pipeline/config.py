@@ -25,6 +25,7 @@ class PipelineConfig:
     demo_val_sequences: int = 6  # tuning, from the "val" photographs
     demo_promote_sequences: int = 6  # promotion and the summary, from the "test" photographs
     demo_frames: int = 60
+    demo_video_frames: int = 150  # the generated video `track` runs on (issue 13's demo-video target is on 150)
     demo_size: list[int] = field(default_factory=lambda: [480, 270])  # width, height
     seed: int = 0
     steps: list[str] = field(default_factory=lambda: list(STEPS))
@@ -37,6 +38,7 @@ class PipelineConfig:
             raise ValueError("pipeline.video_box: give x,y,w,h of the object in the first frame of pipeline.video")
         if len(self.demo_size) != 2 or min(self.demo_size) < 32:
             raise ValueError("pipeline.demo_size: [width, height], each >= 32")
-        for key in ("demo_train_sequences", "demo_val_sequences", "demo_promote_sequences", "demo_frames"):
+        for key in ("demo_train_sequences", "demo_val_sequences", "demo_promote_sequences", "demo_frames",
+                    "demo_video_frames"):
             if getattr(self, key) < 1:
                 raise ValueError(f"pipeline.{key} must be >= 1")

@@ -297,7 +297,7 @@ def test_running_a_finished_job_again_changes_nothing_and_keeps_one_mlflow_run(t
 def test_killing_a_worker_mid_stage_resumes_from_the_last_checkpoint(tmp_path, manifest):
     """SIGKILL one Ray Train worker after the first checkpoint: Ray Train replaces the worker group, which
     resumes from the latest checkpoint; the run completes and its step counter never restarts at 0."""
-    args = job_args(tmp_path, manifest, "train.stages=[1]", "train.stage1.epochs=3", "train.max_failures=2")
+    args = job_args(tmp_path, manifest, "train.stages=[1]", "train.stage1.epochs=2", "train.max_failures=2")
     outcome: dict = {}
     job = threading.Thread(target=lambda: outcome.update(zip(("code", "out", "err"), run_job(args))))
     job.start()
@@ -309,16 +309,16 @@ def test_killing_a_worker_mid_stage_resumes_from_the_last_checkpoint(tmp_path, m
     finally:
         job.join(timeout=600)
     assert outcome.get("code") == 0, outcome
-    assert killed_at < 24  # really mid-stage
+    assert killed_at < 16  # really mid-stage
 
     _, stages = job_runs(tmp_path)
     resumed = history(tmp_path, stages[1], "resumed_from_step")
-    assert len(resumed) == 1 and killed_at <= resumed[0].value < 24, resumed  # a checkpoint, not step 0
+    assert len(resumed) == 1 and killed_at <= resumed[0].value < 16, resumed  # a checkpoint, not step 0
     after = [m.step for m in history(tmp_path, stages[1], "loss") if m.timestamp >= resumed[0].timestamp]
     assert after[0] == resumed[0].value + 2  # the first logging step after that checkpoint
-    assert after[-1] == 24 and registered_step(tmp_path, 1) == 24
+    assert after[-1] == 16 and registered_step(tmp_path, 1) == 16
     final = torch.load(stage_dir(tmp_path, 1) / "final.pt", weights_only=True)
-    assert final["step"] == 24 and final["sampler"]["samples_seen"] == 192
+    assert final["step"] == 16 and final["sampler"]["samples_seen"] == 128
 
 
 @pytest.mark.slow
@@ -328,7 +328,7 @@ def test_a_second_invocation_of_the_same_command_resumes_where_the_first_stopped
     command run again continues from the latest checkpoint, in the same MLflow run. The run is stored
     on S3 (a real S3 server process on 127.0.0.1), as on a cluster."""
     runs = f"{s3_bucket}/runs"
-    args = job_args(tmp_path, manifest, "train.stages=[1]", "train.stage1.epochs=3", storage_path=runs)
+    args = job_args(tmp_path, manifest, "train.stages=[1]", "train.stage1.epochs=2", storage_path=runs)
     env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "wb") as log:
         first = subprocess.Popen([sys.executable, "-m", "stark.jobs.train", *args], env=env, stdout=log,
@@ -340,19 +340,19 @@ def test_a_second_invocation_of_the_same_command_resumes_where_the_first_stopped
             first.send_signal(signal.SIGKILL)
             first.wait(30)
     stopped_at = registered_step(runs, 1)
-    assert 4 <= stopped_at < 24, (tmp_path / "first.log").read_text()[-3000:]
+    assert 4 <= stopped_at < 16, (tmp_path / "first.log").read_text()[-3000:]
     wait_for(lambda: not train_worker_pids(), 60, "the first job's workers to exit")
 
     code, out, err = run_job(args)
     assert code == 0, out + err
-    assert f"stage 1 resumes at step {stopped_at}" in out and f"stage 1: steps {stopped_at} -> 24 of 24" in out
+    assert f"stage 1 resumes at step {stopped_at}" in out and f"stage 1: steps {stopped_at} -> 16 of 16" in out
     parent, stages = job_runs(tmp_path)  # one parent run for both invocations
     assert [m.value for m in history(tmp_path, stages[1], "resumed_from_step")] == [stopped_at]
     assert min(m.step for m in history(tmp_path, stages[1], "loss")) == 2
     from stark.platform.model_loading import load_model
 
-    assert registered_step(runs, 1) == 24
-    assert load_model(f"{runs}/stark_tiny/stage1/final.pt").checkpoint["step"] == 24
+    assert registered_step(runs, 1) == 16
+    assert load_model(f"{runs}/stark_tiny/stage1/final.pt").checkpoint["step"] == 16
 
 
 # --- an outage of the S3 endpoint during training -------------------------------------------------
