@@ -176,7 +176,10 @@ def trained_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory):
-    """An untrained tiny STARK-ST: what 'clearly worse' looks like."""
+    """An untrained tiny STARK-ST: what 'clearly worse' looks like. It is stored with re-detection off
+    (`tracker.redetect_after: 0`, as a tuned model stores its settings): an untrained score never says
+    "sure", so with the preset's re-detection every frame would search a grid of 16 windows, tripling the
+    tracking time of every test that evaluates it (tests/track/test_redetection.py specifies re-detection)."""
     import torch
 
     from stark.model.stark import build_stark
@@ -186,7 +189,7 @@ def random_checkpoint(tmp_path_factory):
     cfg = load_config("stark_tiny")
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("random") / "random_tiny.pt"
-    save_checkpoint(str(path), make_checkpoint(build_stark(cfg.model), to_dict(cfg)))
+    save_checkpoint(str(path), make_checkpoint(build_stark(cfg.model), to_dict(cfg), tracker={"redetect_after": 0}))
     return path
 
 
