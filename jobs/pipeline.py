@@ -269,8 +269,8 @@ class Pipeline:
         from stark.platform.ingest.synthetic import make_sequences
 
         if self.demo_video is None:
-            self.demo_video = make_sequences(["demo_video"], self.p.demo_video_frames, tuple(self.p.demo_size), seed=self.p.seed + 2,
-                                             photos="test")[0]
+            self.demo_video = make_sequences(["demo_video"], self.p.demo_video_frames, tuple(self.p.demo_size),
+                                             seed=self.p.seed + 2, photos="test")[0]
         return self.demo_video
 
     # --- summary ------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ class PipelineConfig:
     demo_val_sequences: int = 6  # tuning, from the "val" photographs
     demo_promote_sequences: int = 6  # promotion and the summary, from the "test" photographs
     demo_frames: int = 60
-    demo_video_frames: int = 150  # the generated video `track` runs on (issue 13's demo-video target is on 150)
+    demo_video_frames: int = 150  # the generated video `track` annotates; the summary's IoU share is over it
     demo_size: list[int] = field(default_factory=lambda: [480, 270])  # width, height
     seed: int = 0
     steps: list[str] = field(default_factory=lambda: list(STEPS))
