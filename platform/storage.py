@@ -109,8 +109,11 @@ def filesystem(uri: str, cfg: StorageConfig | None = None) -> tuple[Any, str]:
             client_kwargs["endpoint_url"] = cfg.endpoint_url
         if cfg.region:
             client_kwargs["region_name"] = cfg.region
-        # fsspec caches instances by these arguments, so repeated calls are cheap.
-        fs = s3fs.S3FileSystem(key=cfg.key, secret=cfg.secret, client_kwargs=client_kwargs)
+        # fsspec caches instances by these arguments, so repeated calls are cheap. botocore makes one attempt
+        # per call: `_s3_call` owns the retries, so an outage ends a command after storage.retry_seconds, not
+        # after that plus botocore's own backoff (up to 5 attempts, seconds each, inside every one of ours)
+        fs = s3fs.S3FileSystem(key=cfg.key, secret=cfg.secret, client_kwargs=client_kwargs,
+                               config_kwargs={"retries": {"total_max_attempts": 1, "mode": "standard"}})
         return fs, uri[len("s3://"):]
     from fsspec.implementations.local import LocalFileSystem
 
@@ -152,8 +155,8 @@ def _missing_bucket(operation: str, uri: str, cfg: StorageConfig | None) -> NoSu
 
 
 def _s3_call(operation: str, uri: str, cfg: StorageConfig | None, call: Callable[[], T]) -> T:
-    """call(), retried with backoff (0.5 s doubling to 4 s) on connection errors and throttling for
-    cfg.retry_seconds; a missing bucket or the end of the retries raise one error that names them."""
+    """call(), retried with backoff (0.5 s doubling to 4 s) on connection errors and throttling until
+    cfg.retry_seconds have passed (one last attempt at that moment); a missing bucket or the end of the retries raise one error that names them."""
     cfg = (cfg or StorageConfig()).resolved()
     bucket = uri[len("s3://"):].split("/", 1)[0]
     endpoint = cfg.endpoint_url or "AWS S3"
@@ -168,13 +171,14 @@ def _s3_call(operation: str, uri: str, cfg: StorageConfig | None, call: Callable
                 raise _missing_bucket(operation, uri, cfg) from exc
             if not _is_transient(exc):
                 raise
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise StorageError(f"object storage at {endpoint} (bucket {bucket!r}) did not answer: {operation} "
                                    f"{uri} failed {attempts} time(s) over {cfg.retry_seconds:g}s ({reason}); "
                                    f"check that the endpoint is up and reachable, then run the command again "
                                    f"(storage.retry_seconds waits longer)") from exc
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))  # the last attempt at the deadline itself
             delay = min(2 * delay, 4.0)
 
 

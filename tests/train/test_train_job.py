@@ -413,7 +413,7 @@ def wait_for_job(job: subprocess.Popen, condition, timeout: float, what: str) ->
 def test_a_run_on_s3_survives_a_ten_second_outage_and_one_that_outlasts_its_retries_ends_it_in_one_line(
         tmp_path, s3_manifest, ray_address, s3_bucket, outage):
     """One job, two outages of its S3 endpoint. The first, 10 s long once the first checkpoint is
-    registered, is waited out (storage.retry_seconds=20): stream reads (one open clip per decode actor, so
+    registered, is waited out (storage.retry_seconds=15): stream reads (one open clip per decode actor, so
     clips are fetched again and again) and checkpoint writes carry on after it, and no checkpoint under
     the run is ever visible half-written. The second lasts: the job ends with exit 1 and one line
     naming the endpoint and bucket, no traceback."""
@@ -422,7 +422,7 @@ def test_a_run_on_s3_survives_a_ten_second_outage_and_one_that_outlasts_its_retr
 
     runs = f"{s3_bucket}/runs"
     args = job_args(tmp_path, s3_manifest, "train.stages=[1]", "train.stage1.epochs=3", "data.open_clip_cache=1",
-                    "storage.retry_seconds=20", "train.max_failures=0", storage_path=runs)
+                    "storage.retry_seconds=15", "train.max_failures=0", storage_path=runs)
     job = train_through(outage, ray_address, tmp_path, args)
     seen: dict[str, set[str]] = {}
 
