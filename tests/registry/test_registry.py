@@ -25,12 +25,17 @@ pytestmark = pytest.mark.slow
 MODEL = "stark"
 
 
+# a job whose server goes away retries once, without backoff: the specs are about what it leaves behind,
+# not how long it waits (MLflow's default backoff sleeps 2-3 s a request, over 10 s a cut-off job)
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
+
+
 def stark_job(*args: str, server=None, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     """`python -m <job> ARGS` in its own process: for the runs a test cuts off, kills or races."""
-    env = {**os.environ, **(env_extra or {})}
+    env = {**os.environ, **FAIL_FAST, **(env_extra or {})}
     if server is not None:
         env["MLFLOW_TRACKING_URI"] = server.url
-    env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     return subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -198,8 +203,7 @@ def test_of_two_concurrent_promotions_of_equal_models_exactly_one_wins(mlflow_se
 
 
 def promote_through(url: str, version, data, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-           "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+    env = {**os.environ, **FAIL_FAST, "MLFLOW_TRACKING_URI": url, "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
     return subprocess.run([sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--candidate",
                            f"models:/{MODEL}/{version}", "--data", str(data), "--split", "val",
                            "evaluate.num_workers=0"], env=env, capture_output=True, text=True, timeout=timeout)
@@ -211,7 +215,7 @@ def test_a_server_outage_mid_promotion_leaves_the_alias_unchanged_and_the_next_p
     weak = register(mlflow_server, random_checkpoint)
     assert promote(mlflow_server, weak, weak_data).returncode == 0 and champion(mlflow_server) == weak
     strong = register(mlflow_server, trained_checkpoint)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    env = {**os.environ, **FAIL_FAST, "MLFLOW_TRACKING_URI": mlflow_server.url,
            "PYTHONUNBUFFERED": "1"}  # its progress lines arrive as they are printed
     running = subprocess.Popen([sys.executable, "-m", "stark.jobs.promote", "--config", "stark_tiny", "--candidate",
                                 f"models:/{MODEL}/{strong}", "--data", str(weak_data), "--split", "val",
