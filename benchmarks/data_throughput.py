@@ -31,7 +31,9 @@ the benchmark's own bookkeeping threads spent reading /proc for these figures (m
 memory sampler's reads alone cost over a CPU-second a run). Rows give the median over --repeats and the
 spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up (actors importing Ray,
 PyAV and NumPy, the first unit: a few CPU-seconds), so short runs understate what a long training run
-pays per sample. A steady figure from the consumer's side is not measurable (the stream decodes ahead);
+pays per sample. The `long run` columns are the one fresh run of --long-samples per row, whole (start-up
+inside, timed the same way): closer to a training stage, which streams tens of thousands of samples
+through one stream. A steady figure from the consumer's side is not measurable (the stream decodes ahead);
 the `steady` columns take it from one more fresh run of --long-samples per row instead: its extra
 samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels). A
 row whose CPU time per sample is below what decoding its frames alone costs (distinct frames x the
@@ -500,7 +502,7 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
           f"keyframe interval {ingest_cfg.keyframe_interval}; stream: windows of {d.window_frames} frames, "
           f"{d.samples_per_window} samples x {d.windows_in_flight} windows per unit "
           f"({unit_bytes(d, crop_geometry(m)) / 2**20:.0f} MB of crops per actor), batch {args.batch_size}; "
-          f"median of {args.repeats} (spread min-max)")
+          f"median of {args.repeats} (spread min-max); long run: {args.long_samples} samples, one run")
     for tag, info in infos.items():
         c = info["costs"]
         print(f"\n[{tag}] one frame, single-threaded: PIL JPEG {c['jpeg']:.2f} ms, decord random access "
@@ -509,15 +511,16 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
               f"S3 bytes per sample: stream {info['s3_bytes_per_sample_stream'] / 1e3:.0f} kB (whole clips, once per "
               f"unit), JPEG {info['s3_bytes_per_sample_jpeg'] / 1e3:.0f} kB")
     print()
-    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | steady per CPU-s | "
-          "steady range | steady vs JPEG (low) | samples/s | first batch | peak per process | peak total | "
-          "seqs/batch | check |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    baseline, steady_baseline = {}, {}
+    print("| frames | loader | storage | CPUs | samples per CPU-s | spread | vs JPEG loader | long run per CPU-s | "
+          "long run vs JPEG | steady per CPU-s | steady range | steady vs JPEG (low) | samples/s | first batch | "
+          "peak per process | peak total | seqs/batch | check |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    baseline, steady_baseline, long_baseline = {}, {}, {}
     for tag, name, where, cpus, runs, floor_ms, long_run in all_rows:
         if name.startswith("JPEG") and "uint8" not in name:
             baseline[(tag, where, cpus)] = statistics.median(r.per_cpu_second for r in runs)
             steady_baseline[(tag, where, cpus)] = steady_rate(runs, long_run)
+            long_baseline[(tag, where, cpus)] = long_run.per_cpu_second if long_run else float("nan")
     for tag, name, where, cpus, runs, floor_ms, long_run in all_rows:
         rates = [r.per_cpu_second for r in runs]
         rate = statistics.median(rates)
@@ -529,8 +532,11 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
         low, high = steady_range(runs, long_run)
         steady_cells = (f"{steady:.1f} | {low:.0f}-{high:.0f} | {steady / steady_base:.2f}x ({low / steady_base:.2f}x)"
                         if np.isfinite(steady) and steady_base and np.isfinite(steady_base) else "- | - | -")
+        long_base = long_baseline.get((tag, where, cpus)) or long_baseline.get((tag, "local", cpus))
+        long_cells = (f"{long_run.per_cpu_second:.1f} | {long_run.per_cpu_second / long_base:.2f}x"
+                      if long_run and long_base and np.isfinite(long_base) else "- | -")
         print(f"| {tag} | {name} | {where} | {cpus} | {rate:.1f} | {min(rates):.1f}-{max(rates):.1f} | "
-              f"{rate / base:.2f}x | {steady_cells} | "
+              f"{rate / base:.2f}x | {long_cells} | {steady_cells} | "
               f"{statistics.median(r.samples / r.seconds for r in runs):.1f} | "
               f"{statistics.median(r.first_batch_s for r in runs):.1f} s | "
               f"{max(r.peak_each for r in runs) / 2**20:.0f} MB | {max(r.peak_total for r in runs) / 2**20:.0f} MB | "
