@@ -156,7 +156,8 @@ def _missing_bucket(operation: str, uri: str, cfg: StorageConfig | None) -> NoSu
 
 def _s3_call(operation: str, uri: str, cfg: StorageConfig | None, call: Callable[[], T]) -> T:
     """call(), retried with backoff (0.5 s doubling to 4 s) on connection errors and throttling until
-    cfg.retry_seconds have passed (one last attempt at that moment); a missing bucket or the end of the retries raise one error that names them."""
+    cfg.retry_seconds have passed (one last attempt at that moment); a missing bucket or the end of the
+    retries raise one error that names them."""
     cfg = (cfg or StorageConfig()).resolved()
     bucket = uri[len("s3://"):].split("/", 1)[0]
     endpoint = cfg.endpoint_url or "AWS S3"
