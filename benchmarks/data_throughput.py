@@ -15,30 +15,30 @@ server process on 127.0.0.1):
   2 CPUs = a torch DataLoader with 2 worker processes. This is the baseline every ratio is against.
 - JPEG loader, uint8 out: the same, but shipping the stream's uint8 batch format (normalisation left
   to the training device): how much of the stream's win is decoding, not the batch format.
-- Ray Data stream: `build_training_stream` over the ingested clips, a pool of `cpus` decode actors:
+- Ray Data stream: `build_training_stream` over the ingested clips, `cpus` decode workers (Ray tasks):
   window sampling, each window decoded once in order, crops cut from YUV planes, uint8 out.
 
-How a figure is taken: each repeat builds a fresh loader (Ray: a fresh stream, so fresh actors) and
-times from the first batch requested to the last consumed: start-up is inside (the `first batch` column
-says how much of it). The stream rows share one Ray instance per CPU count, started after the JPEG rows
-and warmed by one untimed stream, as a training job builds its streams on a running instance (one stream
-per stage, its actors kept across the stage's epochs: a 1536-sample run pays the start-up a stage pays
-once): starting Ray itself (GCS, raylet, dashboard agent, Ray Data's coordinator actors)
-is the cluster's cost, not the loader's, and its CPU would otherwise land in the first repeats (`--cold-ray`
-restores one fresh instance per run). CPU-s is the user+system time over that interval of this
-process and every process below it (Ray's raylet and GCS included; the S3 server excluded), less what
+How a figure is taken: each repeat builds a fresh loader (Ray: a fresh stream) and times from the first
+batch requested to the last consumed: start-up is inside (the `first batch` column says how much of it).
+The stream rows share one Ray instance per CPU count, started after the JPEG rows, as a training job
+builds its streams on a running instance (one per stage, one per restart of its workers). The first
+stream of an instance is timed apart and printed below the table (`first stream`): starting Ray itself
+(GCS, raylet, dashboard agent) is the cluster's cost, but Ray Data's coordinator actors and the decode
+worker processes start inside it, which a job pays once: Ray reuses the decode workers for the
+streams that follow (`--cold-ray` runs every repeat on a fresh instance instead). CPU-s is the
+user+system time over that interval of this process and every process below it (Ray's raylet and GCS included; the S3 server excluded), less what
 the benchmark's own bookkeeping threads spent reading /proc for these figures (measured per thread; the
 memory sampler's reads alone cost over a CPU-second a run). Rows give the median over --repeats and the
-spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up (actors importing Ray,
-PyAV and NumPy, the first unit: a few CPU-seconds), so short runs understate what a long training run
-pays per sample. The `long run` columns are the one fresh run of --long-samples per row, whole (start-up
+spread (min-max) of samples per CPU-second. A fresh stream pays a fixed start-up (Ray Data planning and
+scheduling it, the first unit decoded before the first batch), so short runs understate what a long
+training run pays per sample. The `long run` columns are the one fresh run of --long-samples per row, whole (start-up
 inside, timed the same way): closer to a training stage, which streams tens of thousands of samples
 through one stream. A steady figure from the consumer's side is not measurable (the stream decodes ahead);
 the `steady` columns take it from one more fresh run of --long-samples per row instead: its extra
 samples over the short runs' median, per extra CPU-second (the start-up is in both, so it cancels). A
 row whose CPU time per sample is below what decoding its frames alone costs (distinct frames x the
 single-threaded decode cost measured below) is flagged IMPOSSIBLE instead of being believed. Peak
-memory: the largest PSS of any one loader process (a decode actor, a DataLoader worker) and the peak
+memory: the largest PSS of any one loader process (a decode worker, a DataLoader worker) and the peak
 summed PSS of them all with the driver, sampled every 0.2 s.
 Batch diversity: distinct sequences per training batch (the official
 sampler draws every sample's sequence afresh; the stream mixes `data.windows_in_flight` windows).
@@ -160,13 +160,14 @@ class PeakMemory:
         self._thread.join()
 
 
-def ray_decode_actors() -> list[int]:
-    """The decode actors' processes (`ray::MapWorker(...)`), not Ray's own services."""
+def ray_decode_workers() -> list[int]:
+    """The decode workers' processes while they run a task (`ray::MapBatches(make_in_worker)`), not Ray's
+    own services."""
     found = []
     for pid in descendants():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"MapWorker" in f.read():
+                if b"MapBatches(" in f.read():
                     found.append(pid)
         except OSError:
             pass
@@ -278,7 +279,7 @@ def jpeg_loader(dataset: JpegSamples, cpus: int, batch_size: int):
     import torch
 
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)  # one core per loader process, as the decode actors
+    cv2.setNumThreads(1)  # one core per loader process, as the decode workers
     return lambda: torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=cpus if cpus > 1 else 0,
                                                persistent_workers=False)
 
@@ -406,7 +407,7 @@ def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple],
     costs = frame_costs(index, cfg, geometry, folders)
     stream_floor, stream_frames = stream_floor_ms(index, cfg, geometry, args.samples, costs["yuv_in_order"])
     jpeg_floor = costs["jpeg"] * (cfg.model.num_templates + 1)  # every frame of a sample is decoded
-    rows = []
+    rows, first_streams = [], {}
     for cpus in args.cpus:
         cfg.data.decode_actors = cpus
 
@@ -422,12 +423,12 @@ def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple],
              lambda n: jpeg_loader(JpegSamples(index, sized(n), geometry, folders, uint8=True), cpus, args.batch_size),
              loader_processes),
             ("Ray Data stream, clips", "local", stream_floor,
-             lambda n: stream_loader(data["local"], cfg, args.batch_size, None, sized(n)), ray_decode_actors),
+             lambda n: stream_loader(data["local"], cfg, args.batch_size, None, sized(n)), ray_decode_workers),
             ("JPEG per-sample PIL loader", "S3", jpeg_floor,
              lambda n: jpeg_loader(JpegSamples(index, sized(n), geometry, s3_folders, s3), cpus, args.batch_size),
              loader_processes),
             ("Ray Data stream, clips", "S3", stream_floor,
-             lambda n: stream_loader(data["s3"], cfg, args.batch_size, s3, sized(n)), ray_decode_actors)]
+             lambda n: stream_loader(data["s3"], cfg, args.batch_size, s3, sized(n)), ray_decode_workers)]
         # the JPEG rows first, with no Ray running (its idle processes would be counted); then the stream rows
         loaders.sort(key=lambda loader: loader[0].startswith("Ray"))
         warm = False  # a Ray instance is up and has run one stream
@@ -435,8 +436,9 @@ def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple],
             is_ray = name.startswith("Ray")
             if is_ray and not warm and not args.cold_ray:
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-                for _ in stream_loader(data["local"], cfg, args.batch_size, None, sized(cfg.data.samples_per_unit))():
-                    pass  # untimed: Ray Data's coordinator actors start with the first stream
+                # timed apart: Ray Data's coordinator actors and the decode workers start with the first stream
+                first_streams[(data["tag"], cpus)] = timed_run(
+                    stream_loader(data["local"], cfg, args.batch_size, None, sized(args.samples)), ray_decode_workers)
                 warm = True
 
             def fresh_run(samples: int) -> Run:
@@ -457,7 +459,8 @@ def measure_size(data: dict, args, cfg, s3: StorageConfig) -> tuple[list[tuple],
                   f"samples/s {[round(r.samples / r.seconds, 1) for r in runs]}", flush=True)
         if warm:
             ray.shutdown()
-    info = {"costs": costs, "stream_frames": stream_frames, "stream_floor": stream_floor, "jpeg_floor": jpeg_floor,
+    info = {"first_streams": first_streams, "costs": costs, "stream_frames": stream_frames,
+            "stream_floor": stream_floor, "jpeg_floor": jpeg_floor,
             "s3_bytes_per_sample_stream": s3_bytes_per_sample(index, cfg, geometry, args.samples),
             "s3_bytes_per_sample_jpeg": data["jpeg_bytes"] / max(1, int(index.seq_num_frames.sum()))
             * (cfg.model.num_templates + 1)}
@@ -501,7 +504,7 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
           f"{m.search_size}px), stage {STAGE}, {args.sequences} sequences x {args.frames} frames; crf {ingest_cfg.crf}, "
           f"keyframe interval {ingest_cfg.keyframe_interval}; stream: windows of {d.window_frames} frames, "
           f"{d.samples_per_window} samples x {d.windows_in_flight} windows per unit "
-          f"({unit_bytes(d, crop_geometry(m)) / 2**20:.0f} MB of crops per actor), batch {args.batch_size}; "
+          f"({unit_bytes(d, crop_geometry(m)) / 2**20:.0f} MB of crops per decode worker), batch {args.batch_size}; "
           f"median of {args.repeats} (spread min-max); long run: {args.long_samples} samples, one run")
     for tag, info in infos.items():
         c = info["costs"]
@@ -541,6 +544,13 @@ def print_tables(all_rows: list[tuple], infos: dict, args, cfg, ingest_cfg) -> N
               f"{statistics.median(r.first_batch_s for r in runs):.1f} s | "
               f"{max(r.peak_each for r in runs) / 2**20:.0f} MB | {max(r.peak_total for r in runs) / 2**20:.0f} MB | "
               f"{statistics.median(r.distinct_per_batch for r in runs):.1f} | {check} |")
+    for tag, info in infos.items():
+        for (_, cpus), run in info["first_streams"].items():
+            base = baseline.get((tag, "local", cpus))
+            print(f"\n[{tag}] first stream of the Ray instance, local, {cpus} CPU (Ray Data's coordinator actors and "
+                  f"the decode workers start inside; Ray reuses the workers for the streams above): "
+                  f"{run.per_cpu_second:.1f} samples per CPU-s ({run.per_cpu_second / base:.2f}x the JPEG loader), "
+                  f"first batch {run.first_batch_s:.1f} s, peak per process {run.peak_each / 2**20:.0f} MB")
 
 
 def main() -> int:

@@ -281,7 +281,7 @@ def test_a_tiny_training_job_reads_s3_and_leaves_a_checkpoint_in_s3_and_a_run_in
     # stage 1 of the tiny preset for 8 steps: one Ray Train worker, one decode actor (both read S3)
     result = submit(stack, "--", "stark", "train", "--config", "stark_tiny",
                     f"data.manifests=[s3://{BUCKET}/data/got10k]", "data.splits=[val]", "data.samples_per_epoch=32",
-                    "data.decode_actors=1", "data.decode_batch_size=8", "train.stages=[1]", "train.stage1.epochs=1",
+                    "data.decode_actors=1", "train.stages=[1]", "train.stage1.epochs=1",
                     "train.stage1.lr_drop_epoch=1", "train.num_workers=1", "train.batch_size=4",
                     "train.log_every_steps=2", "train.checkpoint_every_steps=4",
                     f"train.storage_path=s3://{BUCKET}/runs", "mlflow.experiment=submit-tests")

@@ -28,7 +28,7 @@ class DataConfig:
     grayscale_prob: float = 0.05  # whole sample turned gray
     flip_prob: float = 0.5  # the sample (every crop of it) mirrored left-right
     brightness_jitter: float = 0.2  # each crop's brightness times U(1 - b, 1 + b)
-    decode_actors: int = 2  # size of the decode/crop actor pool
+    decode_actors: int = 2  # decode/crop workers (Ray tasks, one CPU each) a stream runs at a time
     # how an actor amortises decoding (see windows.py): it draws `windows_in_flight` clip windows of
     # `window_frames` consecutive frames, cuts `samples_per_window` samples from each (the official sampler
     # restricted to the window), decodes every window once in order and hands the samples out shuffled
@@ -37,7 +37,6 @@ class DataConfig:
     window_frames: int = 400
     samples_per_window: int = 64  # more: fewer decoded frames per sample, fewer sequences per batch
     windows_in_flight: int = 8  # sequences one actor's samples mix; its buffer holds in_flight x per_window samples
-    decode_batch_size: int = 16  # samples per output block an actor hands Ray Data
     open_clip_cache: int = 4  # clips (compressed bytes) an actor keeps across windows (0 = none)
     stream_buffer_mb: int = 0  # object store the training stream may fill ahead of the step (0 = Ray's default)
 
@@ -65,8 +64,8 @@ class DataConfig:
             raise ValueError("data.dataset_ratios: at least one ratio must be > 0")
         if self.stream_buffer_mb < 0:
             raise ValueError("data.stream_buffer_mb must be >= 0")
-        if self.decode_actors < 1 or self.decode_batch_size < 1 or self.open_clip_cache < 0:
-            raise ValueError("data.decode_actors and data.decode_batch_size must be >= 1, open_clip_cache >= 0")
+        if self.decode_actors < 1 or self.open_clip_cache < 0:
+            raise ValueError("data.decode_actors must be >= 1, data.open_clip_cache >= 0")
         if self.samples_per_window < 1 or self.windows_in_flight < 1:
             raise ValueError("data.samples_per_window and data.windows_in_flight must be >= 1")
         if self.window_frames <= self.max_gap:

@@ -9,7 +9,7 @@ step's CPU (measured: stage 2 of the starter recipe ran at 9 samples/s with the 
 
 `PaceIdleScheduling` sleeps `PAUSE_S` after a loop step that returned in under `MIN_STEP_S` (a step
 that waited on a running task takes longer); a consumer that asks for a block waits at most that much
-longer. Registered on every stream by `stream.decode_in_actor_pool`.
+longer. Registered on every stream by `stream.decode_in_worker_pool`.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ...model.config import ModelConfig
 from ..data.config import DataConfig
-from ..data.stream import BatchMaker, crop_geometry, decode_in_actor_pool
+from ..data.stream import BatchMaker, crop_geometry, decode_in_worker_pool
 from ..storage import StorageConfig
 from .run_layout import latest_position
 
@@ -70,7 +70,7 @@ def _sample_blocks(lo: int, hi: int, samples_per_epoch: int, rows_per_block: int
 
 
 class StageSampleMaker(BatchMaker):
-    """map_batches UDF: {'epoch', 'sample_index'} -> training batches (data.stream's format) + 'epoch'."""
+    """The maker of a stage: {'epoch', 'sample_index'} -> training batches (data.stream's format) + 'epoch'."""
 
     def __call__(self, batch: dict[str, np.ndarray]):
         epochs = batch["epoch"].astype(np.int64)
@@ -90,7 +90,7 @@ def build_stage_stream(index_ref, data_cfg: DataConfig, model_cfg: ModelConfig, 
 
     rows_per_block = data_cfg.samples_per_unit
     source = _epoch_sample_source(start_sample, end_sample, data_cfg.samples_per_epoch, rows_per_block)
-    return decode_in_actor_pool(ray.data.read_datasource(source), StageSampleMaker, data_cfg, dict(
+    return decode_in_worker_pool(ray.data.read_datasource(source), StageSampleMaker, data_cfg, dict(
         index_ref=[index_ref], data_cfg=data_cfg, geometry=crop_geometry(model_cfg), stage=stage, seed=seed,
         storage=(storage_cfg or StorageConfig()).resolved()))
 

@@ -3,6 +3,7 @@ real local Ray: batches in the documented format, matching crops of the source f
 clip fetched once per unit of windows."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from stark.platform.experiment import load_config
 from stark.platform.ingest.config import IngestConfig
 from stark.platform.data.decode import UnitDecoder
-from stark.platform.data.stream import build_training_stream, crop_geometry, make_batch
+from stark.platform.data.stream import build_training_stream, crop_geometry, make_batch, make_batches
 from stark.platform.data.frame_index import load_frame_index
 from stark.platform.ingest.run import ingest
 from stark.platform.data.processing import empty_batch, process_sample
@@ -46,10 +47,9 @@ def dataset(ray_local, s3_endpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg():
-    # units of 3 windows x 8 samples: the epoch's 48 samples are 2 units, one per actor
+    # units of 3 windows x 8 samples: the epoch's 48 samples are 2 units, one per decode worker
     return load_config("stark_tiny", [f"data.samples_per_epoch={SAMPLES}", "data.decode_actors=2",
-                                      "data.decode_batch_size=8", "data.samples_per_window=8",
-                                      "data.windows_in_flight=3"])
+                                      "data.samples_per_window=8", "data.windows_in_flight=3"])
 
 
 def collect(ds) -> dict[str, np.ndarray]:
@@ -150,6 +150,60 @@ def test_a_resumed_stream_cuts_the_rest_of_a_unit_as_the_whole_unit_has_it(datas
     rest = make_batch(index, list(range(10, 24)), cfg.data, geometry, 1, 5, 0, UnitDecoder(index, None, 0))
     for key in whole:
         np.testing.assert_array_equal(rest[key], whole[key][10:24])
+
+
+def test_each_unit_leaves_a_decode_worker_as_one_batch(dataset, cfg, ray_local):
+    """One batch per unit (24 samples here), not many small ones: Ray Data would join those into a block of
+    many chunks, which the consumer copies whole before it can cut training batches from it."""
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    geometry = crop_geometry(cfg.model)
+    batches = list(make_batches(index, list(range(10, 40)), cfg.data, geometry, 1, 5, 0, UnitDecoder(index, None, 0)))
+    assert [len(b["label"]) for b in batches] == [14, 16]  # the rest of unit 0, then unit 1 up to sample 39
+
+
+@pytest.fixture
+def fresh_worker_state():
+    """`make_in_worker`'s per-process state as a fresh decode worker has it; put back afterwards (this
+    process is pytest's, and a worker freezes the objects it finds)."""
+    import gc
+
+    from stark.platform.data import stream
+
+    saved = dict(stream._worker_state)
+    stream._worker_state.update(maker_key=None, maker=None, buffer_key=None, buffer=None, frozen=False)
+    yield
+    stream._worker_state.update(saved)
+    gc.unfreeze()
+
+
+def test_a_decode_worker_keeps_its_maker_within_a_stream_and_its_unit_buffer_across_streams(
+        dataset, cfg, ray_local, fresh_worker_state):
+    """Ray reuses a task's worker process: what it built for a stream (the frame index, the decoder) serves
+    the stream's next tasks, and its unit buffer (hundreds of MB, costly to fault in) the next stream's."""
+    import ray
+
+    from stark.platform.data import stream
+    from stark.platform.data.stream import SampleMaker, make_in_worker
+
+    index = load_frame_index([dataset], cfg.data, cfg.model.num_templates)
+    kwargs = dict(index_ref=[ray.put(index)], data_cfg=cfg.data, geometry=crop_geometry(cfg.model), stage=1,
+                  seed=5, epoch=0, storage=None)
+    first = list(make_in_worker({"id": np.arange(0, 24)}, SampleMaker, kwargs))
+    maker = stream._worker_state["maker"]
+    list(make_in_worker({"id": np.arange(24, 48)}, SampleMaker, kwargs))
+    assert stream._worker_state["maker"] is maker  # same stream: kept
+    buffer = stream._worker_state["buffer"]
+
+    next_stream = dict(kwargs, index_ref=[ray.put(index)], epoch=1)
+    second = list(make_in_worker({"id": np.arange(0, 24)}, SampleMaker, next_stream))
+    assert stream._worker_state["maker"] is not maker  # a new stream: a new maker ...
+    assert all(stream._worker_state["buffer"][k] is buffer[k] for k in buffer)  # ... on the same buffer
+    assert np.shares_memory(second[0]["search"], buffer["search"])
+    assert first[0]["search"].shape == second[0]["search"].shape == (24, 3, 128, 128)
+
+    other_geometry = dict(next_stream, geometry=dataclasses.replace(kwargs["geometry"], search_size=64))
+    list(make_in_worker({"id": np.arange(0, 24)}, SampleMaker, other_geometry))
+    assert stream._worker_state["buffer"]["search"].shape[-1] == 64  # other crops: a buffer of their size
 
 
 def test_stage_two_needs_the_st_variant(dataset, cfg):

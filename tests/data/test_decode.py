@@ -162,9 +162,9 @@ def test_odd_sized_frames_crop_within_their_own_size():
     assert psnr(crop.transpose(1, 2, 0), expected) >= 30.0  # against the source: encoding loss included
 
 
-def test_a_decode_actor_cuts_its_crops_without_importing_torch(clip, tmp_path):
-    """What an actor imports to make batches (the stream module, the unit decoder, the crop) leaves torch
-    out: importing it alone would cost every fresh actor about a CPU-second."""
+def test_a_decode_worker_cuts_its_crops_without_importing_torch(clip, tmp_path):
+    """What a decode worker imports to make batches (the stream module, the unit decoder, the crop) leaves torch
+    out: importing it alone would cost every fresh worker about a CPU-second."""
     _, _, planes = clip
     np.save(tmp_path / "planes.npy", planes[0])
     script = f"""

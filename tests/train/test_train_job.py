@@ -54,7 +54,7 @@ def manifest(tmp_path_factory, ray_address) -> str:
 def job_args(folder: Path, manifest: str, *extra: str, storage_path: str | None = None) -> list[str]:
     """The tiny preset shrunk to seconds: 64 samples per epoch, 2 workers x batch 4 = 8 steps an epoch."""
     return ["--config", "stark_tiny", f"data.manifests=[{manifest}]", "data.samples_per_epoch=64",
-            "data.decode_actors=1", "data.decode_batch_size=8", "train.num_workers=2", "train.batch_size=4",
+            "data.decode_actors=1", "train.num_workers=2", "train.batch_size=4",
             "train.lr=1.0e-3", "train.log_every_steps=2", "train.checkpoint_every_steps=4",
             f"train.storage_path={storage_path or folder / 'runs'}",
             f"mlflow.tracking_uri=sqlite:///{folder / 'mlflow.db'}", "mlflow.experiment=train-tests", *extra]
@@ -186,7 +186,7 @@ def test_the_stage_stream_continues_across_epochs_sample_for_sample_as_the_epoch
     from stark.platform.data.frame_index import load_frame_index
     from stark.platform.train.stream import build_stage_stream
 
-    cfg = load_config("stark_tiny", ["data.samples_per_epoch=8", "data.decode_actors=1", "data.decode_batch_size=4"])
+    cfg = load_config("stark_tiny", ["data.samples_per_epoch=8", "data.decode_actors=1"])
     index = load_frame_index([manifest], cfg.data, cfg.model.num_templates)
 
     def rows(ds) -> dict[str, torch.Tensor]:
