@@ -10,7 +10,7 @@ Three loops train stage 1 of the same model (same seed, same initial weights, sa
   via `train.trainer.fit_stage`) on 1 worker, fed the same batches from a materialised Ray Dataset
   through `get_dataset_shard` / `iter_torch_batches` - the overhead of Ray Train + Ray Data iteration;
 - Ray Train, Ray Data stream: the same worker fed by the real training stream (clips decoded and
-  cropped by `data.decode_actors` actors while it trains) - its data-wait fraction says whether the
+  cropped by `data.decode_actors` decode workers while it trains) - its data-wait fraction says whether the
   stream keeps up (target: < 5% of the step). The stream ships uint8 crops; every loop runs the same
   `train_step`, which applies the photometric augmentation and normalisation on the batch first.
 steps/s runs from the first batch to the end of the loop (Ray start-up, worker start and stream
