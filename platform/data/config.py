@@ -29,15 +29,15 @@ class DataConfig:
     flip_prob: float = 0.5  # the sample (every crop of it) mirrored left-right
     brightness_jitter: float = 0.2  # each crop's brightness times U(1 - b, 1 + b)
     decode_actors: int = 2  # decode/crop workers (Ray tasks, one CPU each) a stream runs at a time
-    # how an actor amortises decoding (see windows.py): it draws `windows_in_flight` clip windows of
+    # how a decode worker amortises decoding (see windows.py): it draws `windows_in_flight` clip windows of
     # `window_frames` consecutive frames, cuts `samples_per_window` samples from each (the official sampler
     # restricted to the window), decodes every window once in order and hands the samples out shuffled
     # across windows. A window of a sequence no longer than window_frames is the whole sequence (sampling
     # exactly as the official per-sample sampler); window_frames must exceed max_gap.
     window_frames: int = 400
     samples_per_window: int = 64  # more: fewer decoded frames per sample, fewer sequences per batch
-    windows_in_flight: int = 8  # sequences one actor's samples mix; its buffer holds in_flight x per_window samples
-    open_clip_cache: int = 4  # clips (compressed bytes) an actor keeps across windows (0 = none)
+    windows_in_flight: int = 8  # sequences a unit mixes; a worker's buffer holds in_flight x per_window samples
+    open_clip_cache: int = 4  # clips (compressed bytes) a decode worker keeps across windows (0 = none)
     stream_buffer_mb: int = 0  # object store the training stream may fill ahead of the step (0 = Ray's default)
 
     def validate(self) -> None:

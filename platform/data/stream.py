@@ -81,7 +81,7 @@ class BatchMaker:
 
     def make(self, sample_indices: list[int], epoch: int, first_in_call: bool = True):
         """Yield batches (one per unit) of these samples of `epoch`, in order.
-        `first_in_call`: no batch of this actor call is still pending, so the buffer is free."""
+        `first_in_call`: no batch of this task is still pending, so the buffer is free."""
         yield from make_batches(self.index, sample_indices, self.cfg, self.geometry, self.stage, self.seed, epoch,
                                 self.decoder, self.buffer if first_in_call else None)
 
@@ -159,16 +159,17 @@ def build_training_stream(manifest_uris: list[str] | FrameIndex, data_cfg: DataC
 def decode_in_worker_pool(sample_numbers, maker: type, data_cfg: DataConfig, maker_kwargs: dict):
     """Sample numbers -> training batches, through at most `data.decode_actors` Ray tasks at a time (one
     CPU each), in input order: the same sample numbers give the same batches in the same order. Each
-    input block (one unit's sample numbers) is one task, run by `make_in_worker` with a `maker(**maker_kwargs)`
-    its worker process keeps.
+    input block (one unit's sample numbers) is one task, run by `make_in_worker` with the
+    `maker(**maker_kwargs)` its worker process keeps.
 
     Tasks, not an actor pool: Ray Data starts a pool's actors afresh for every stream, and a fresh decode
     process costs ~2.5 CPU-s before its first batch is out (a Ray worker importing Ray, Ray Data and
     pandas; then the first touches of its unit buffer and of the object store's pages). Ray keeps a
     task's worker process and gives it the next task of the same kind, so a job pays that once per
     worker, not once per stream (every stage and epoch builds one) and the first batch of a later stream
-    is out in well under a second. Measured, 640x480, ST50 crops, 1536 samples on a warm Ray instance:
-    1 worker 176 -> 244-270 samples per CPU-s, 2 workers 140-183 -> 239-305."""
+    is out in ~1.5 s (the unit it waits for) instead of 3-5 s. Measured, 640x480, ST50 crops, 1536
+    samples on a warm Ray instance, with the other changes of that commit: 1 worker 176 -> 302-352
+    samples per CPU-s, 2 workers 140-183 -> 328-345 (docs/data_stream.md has the benchmark's runs)."""
     import ray
 
     from .pacing import PaceIdleScheduling  # imports Ray
