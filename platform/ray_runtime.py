@@ -7,7 +7,7 @@ from .console import apply_routing
 
 
 def training_cpu_slots(cfg) -> int:
-    """Logical CPUs a training stage occupies: its workers, the stream's decode actors, its read task."""
+    """Logical CPUs a training stage occupies: its workers, the stream's decode workers, its read task."""
     return int(cfg.train.num_workers * cfg.train.cpus_per_worker) + cfg.data.decode_actors + 1
 
 
@@ -15,7 +15,7 @@ def init_ray(min_cpus: int = 0, **kwargs) -> None:
     """Join the cluster that RAY_ADDRESS names, or start a local Ray.
 
     A local Ray gets at least `min_cpus` logical CPUs. Ray's CPUs are scheduling slots, not cores:
-    on a 2-core laptop the training workers, the stream's read task and its decode actors must all
+    on a 2-core laptop the training workers, the stream's read task and its decode workers must all
     be placeable at once (they then share the cores), or the stream waits forever for a slot.
     """
     import ray

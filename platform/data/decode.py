@@ -132,7 +132,7 @@ def _decode(decoder, packets: list, stats: DecodeStats):
 
 
 class UnitDecoder:
-    """What a decode actor uses to turn specs into a filled batch (see the module docstring)."""
+    """What a decode worker uses to turn specs into a filled batch (see the module docstring)."""
 
     def __init__(self, index: FrameIndex, storage: StorageConfig | None, cache_size: int):
         cv2.setNumThreads(1)  # one core per actor: OpenCV's thread pool would only contend with the decoder

@@ -1,7 +1,7 @@
 """Everything the sampler needs to know about the training sequences, in flat numpy arrays.
 
 Built once per stream from the manifests, put in the Ray object store once, and read zero-copy by every
-decode actor: per-frame boxes and visibility, where each sequence's frames start, and which clip holds
+decode worker: per-frame boxes and visibility, where each sequence's frames start, and which clip holds
 which frame. No pixels: memory grows with frame count (about 17 bytes a frame), never with image size.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Frames + a sample spec -> the uint8 training arrays of one sample (official STARK processing, split).
 
-On the decode actor (here): each crop is cut as the tracker cuts at test time (`crop_around_box`:
+On the decode worker (here): each crop is cut as the tracker cuts at test time (`crop_around_box`:
 square side ceil(sqrt(w*h) * factor), zero padding, padding mask) and mirrored when the sample is
 flipped (joint, for every crop of the sample); crops ship as uint8 CHW, with the padding masks, the
 search target in normalised crop coordinates (cxcywh in [0, 1], clipped to the crop: the corner head

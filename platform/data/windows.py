@@ -1,4 +1,4 @@
-"""Window sampling: many samples cut from a few clip windows, so a decode actor reads each window once,
+"""Window sampling: many samples cut from a few clip windows, so a decode worker reads each window once,
 in order, instead of seeking to three random frames per sample.
 
 A *unit* is what one actor makes at a time: `data.windows_in_flight` windows, each

@@ -1,5 +1,5 @@
 """Crops cut straight from decoded YUV 4:2:0 planes: one affine warp per plane and crop (OpenCV), colour
-converted only inside the crop. A decode actor never imports torch (its import alone is ~1.2 CPU-s of every
+converted only inside the crop. A decode worker never imports torch (its import alone is ~1.2 CPU-s of every
 fresh actor; OpenCV's ~0.1 s).
 
 Converting a whole decoded frame to RGB costs more than decoding it (measured with libswscale through

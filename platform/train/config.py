@@ -41,7 +41,7 @@ class TrainConfig:
     num_workers: int = 1  # Ray Train workers; DDP across them (gloo on CPU, NCCL on GPU)
     cpus_per_worker: float = 1.0  # Ray CPUs each training worker reserves
     # intra-op threads of each training worker; 0 = one per reserved CPU (Ray sets OMP_NUM_THREADS). More
-    # than reserved lets the step use the cores the decode actors leave idle (a small CPU machine)
+    # than reserved lets the step use the cores the decode workers leave idle (a small CPU machine)
     torch_threads: int = 0
     use_gpu: bool = False  # one GPU per worker, NCCL, device cuda
     amp: Literal["none", "bf16", "fp16"] = "none"  # torch.autocast dtype; fp16 adds a GradScaler

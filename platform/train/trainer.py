@@ -36,7 +36,7 @@ def fit_stage(cfg, stage: int, paths: RunPaths, dataset, worker_config: dict[str
 
 def stream_config(buffer_mb: int):
     """Ray Train's ingest options, with the stream's object-store buffer capped at `buffer_mb` (0: Ray's
-    default). Uncapped, decode actors run thousands of samples ahead of a slow (CPU) training step and
+    default). Uncapped, decode workers run thousands of samples ahead of a slow (CPU) training step and
     take the cores it needs; capped, they decode about as fast as training consumes."""
     from ray.train import DataConfig
 
