@@ -1,6 +1,6 @@
 """Crops cut straight from decoded YUV 4:2:0 planes: one affine warp per plane and crop (OpenCV), colour
 converted only inside the crop. A decode worker never imports torch (its import alone is ~1.2 CPU-s of every
-fresh actor; OpenCV's ~0.1 s).
+fresh worker process; OpenCV's ~0.1 s).
 
 Converting a whole decoded frame to RGB costs more than decoding it (measured with libswscale through
 PyAV at 640x480: 3.2 ms to RGB, 0.86 ms to decode), and a sample uses a few hundred pixels a side of
