@@ -154,6 +154,19 @@ def _missing_bucket(operation: str, uri: str, cfg: StorageConfig | None) -> NoSu
                              f"or fix the bucket name in the URI")
 
 
+def _bucket_is_missing(fs, bucket: str) -> bool:
+    """Whether S3 says the bucket does not exist. Not `fs.exists(bucket)`: s3fs answers False there for an
+    endpoint it cannot reach as well, which turned an outage between two calls into a missing bucket
+    (an error that is not retried). A HEAD raises instead, so `_s3_call` retries a connection error."""
+    try:
+        fs.call_s3("head_bucket", Bucket=bucket)
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        return False  # it is there; these credentials may not list it
+    return False
+
+
 def _s3_call(operation: str, uri: str, cfg: StorageConfig | None, call: Callable[[], T]) -> T:
     """call(), retried with backoff (0.5 s doubling to 4 s) on connection errors and throttling until
     cfg.retry_seconds have passed (one last attempt at that moment); a missing bucket or the end of the
@@ -192,7 +205,7 @@ def exists(uri: str, cfg: StorageConfig | None = None) -> bool:
         fs.invalidate_cache(path)  # another process may have written it since we last looked
         if fs.exists(path):
             return True
-        if not fs.exists(path.split("/", 1)[0]):  # s3fs answers False for a missing bucket: name it instead
+        if _bucket_is_missing(fs, path.split("/", 1)[0]):  # s3fs answers False for it: name it instead
             raise _missing_bucket("looking for", uri, cfg)
         return False
 
@@ -307,7 +320,7 @@ def list_files(uri: str, cfg: StorageConfig | None = None) -> list[str]:
         if is_s3(uri):
             fs.invalidate_cache(path)
         if not fs.exists(path):
-            if is_s3(uri) and not fs.exists(path.split("/", 1)[0]):
+            if is_s3(uri) and _bucket_is_missing(fs, path.split("/", 1)[0]):
                 raise _missing_bucket("listing", uri, cfg)
             return []
         return sorted(f"s3://{p}" if is_s3(uri) else p for p in fs.find(path))

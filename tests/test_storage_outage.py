@@ -75,6 +75,23 @@ def test_an_endpoint_that_stays_down_fails_after_retry_seconds_naming_endpoint_b
     assert f"writing {s3_bucket}/x/manifest.parquet" in message and "\n" not in message
 
 
+def test_an_unreachable_endpoint_is_not_taken_for_a_missing_bucket(s3_bucket, outage):
+    """Looking for an absent object asks whether its bucket exists. s3fs's own probe answers "no" for an
+    endpoint it cannot reach, so an outage that began between the two calls ended an ingest with "bucket
+    does not exist" instead of being waited out: the bucket check must fail like any other call."""
+    from stark.platform.storage import _bucket_is_missing, _is_transient, filesystem
+
+    fs, _ = filesystem(f"{s3_bucket}/x", through(outage))
+    assert not _bucket_is_missing(fs, s3_bucket[5:])
+    assert _bucket_is_missing(fs, "no-such-bucket-17")
+    outage.cut()
+    with pytest.raises(Exception) as error:
+        _bucket_is_missing(fs, s3_bucket[5:])
+    assert _is_transient(error.value)  # so `_s3_call` retries it
+    restore_after(outage, 2)
+    assert storage.exists(f"{s3_bucket}/absent.bin", through(outage, retry_seconds=15)) is False
+
+
 def test_a_bucket_that_does_not_exist_is_named_as_such_for_every_operation(s3_endpoint):
     uri = "s3://no-such-bucket-17/data/manifest.parquet"
     for operation in (lambda: storage.read_bytes(uri), lambda: storage.write_bytes_atomic(uri, b"1"),
