@@ -10,6 +10,9 @@ of visible frames boxed at IoU > 0.5 on the demo video of `stark pipeline` (`pip
 Then, per model, how the predicted size follows the target's: the search crop is cut around the true box
 scaled by 0.5-2 (so the target fills 64-16 px of a 128 px crop) and the median predicted / true size is
 printed. A tracker whose ratio is above 1 at the nominal size feeds each over-estimate into the next crop.
+Below the table, each AO and score AUC gets its 90% interval over sequences like these (the sequences
+resampled whole, 2000 draws): with a dozen sequences a few where the tracker follows the look-alike at a
+high score move the pooled AUC by several hundredths, so compare models by these, not by one figure.
 
     python benchmarks/tracking_quality.py                                   # the shipped starter
     python benchmarks/tracking_quality.py --models starter:stark_tiny stark-pipeline/tune/model_tuned.pt
@@ -36,7 +39,7 @@ from stark.platform.evaluate import metrics as M
 from stark.platform.image_norm import normalize_crops
 from stark.platform.experiment import load_config
 from stark.platform.mlflow_runs import resolve_tracking_uri
-from stark.platform.evaluate.report import score_auc
+from stark.platform.evaluate.report import score_auc, score_auc_interval
 from stark.platform.evaluate.runner import load_sequences, read_sequence_frames, track_model
 from stark.platform.evaluate.config import EvalConfig
 from stark.platform.model_loading import load_model
@@ -98,7 +101,13 @@ def main() -> None:
         per = {s.name: M.sequence_metrics(boxes_of(s), s.boxes_xywh, s.visible, protocol="got10k") for s in sequences}
         ious = np.concatenate([M.box_iou_xywh(boxes_of(s), s.boxes_xywh)[s.visible] for s in sequences])
         return M.aggregate(per).scores, {"per_ao": {k: v.mean_iou for k, v in per.items()},
-                                         "iou0": float((ious <= 0).mean())}
+                                         "iou0": float((ious <= 0).mean()), "ao_interval": ao_interval(per)}
+
+    def ao_interval(per: dict) -> tuple[float, float]:
+        # GOT-10k's AO pools frames: each sequence weighs by its evaluated frames
+        groups = [(m.mean_iou, m.num_evaluated) for m in per.values()]
+        return M.bootstrap_interval(groups, lambda drawn: np.average([a for a, _ in drawn],
+                                                                     weights=[n for _, n in drawn]))
 
     video = make_sequences(["demo_video"], cfg.pipeline.demo_video_frames, tuple(cfg.pipeline.demo_size),
                            seed=cfg.pipeline.seed + 2, photos="test")[0]
@@ -113,6 +122,8 @@ def main() -> None:
     lines = [f"{'static box (first frame)':<34}{static['ao']:>7.3f}{static['sr50']:>7.3f}{static['sr75']:>7.3f}"
              f"{0:>10.3f}{'-':>13}{static_extra['iou0']:>7.2f}{'-':>10}{static_video:>9.0%}{'-':>7}"]
     size_rows = []
+    intervals = [f"{'static box (first frame)':<34}{static_extra['ao_interval'][0]:>7.3f} - "
+                 f"{static_extra['ao_interval'][1]:.3f}{'-':>16}"]
     for spec in args.models:
         loaded = load_model(spec, cfg.model, tracking_uri=resolve_tracking_uri(cfg.mlflow, cfg.home))
         configured = cfg.tracker_choice.for_model(loaded.tracker)
@@ -128,6 +139,9 @@ def main() -> None:
             scores, extra = row(lambda s: results[s.name].boxes)
             beats = np.mean([extra["per_ao"][n] > static_extra["per_ao"][n] for n in extra["per_ao"]])
             auc = score_auc(results, sequences)
+            auc_lo, auc_hi = score_auc_interval(results, sequences)
+            intervals.append(f"{label[-34:]:<34}{extra['ao_interval'][0]:>7.3f} - {extra['ao_interval'][1]:.3f}"
+                             f"{auc_lo:>10.3f} - {auc_hi:.3f}")
             on_video = video_share(StarkTracker(loaded.model, loaded.model_cfg, settings).track(
                 video.frames, video.boxes_xywh[0]).boxes)
             lines.append(f"{label[-34:]:<34}{scores['ao']:>7.3f}{scores['sr50']:>7.3f}{scores['sr75']:>7.3f}"
@@ -136,6 +150,10 @@ def main() -> None:
         size_rows.append((spec, size_response(StarkTracker(loaded.model, loaded.model_cfg, configured), sequences)))
     print(header)
     print("\n".join(lines))
+    print(f"\n90% intervals over sequences like these (bootstrap: the {len(sequences)} sequences resampled whole, "
+          f"2000 draws):")
+    print(f"{'model':<34}{'AO':>15}{'score AUC':>18}")
+    print("\n".join(intervals))
     print(f"\nmedian predicted / true size, search crop cut around the true box scaled by s "
           f"(target {cfg.model.search_size / cfg.model.search_factor:.0f}/s px in the crop):")
     print(f"{'model':<34}" + "".join(f"{f's={s:g}':>8}" for s in SIZE_SCALES))

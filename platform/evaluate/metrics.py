@@ -47,7 +47,7 @@ Shared conventions:
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -344,6 +344,28 @@ def roc_auc(scores, labels) -> float:
     ranks[order] = np.repeat(run_ranks, ends - starts)
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def bootstrap_interval(groups: Sequence, statistic: Callable[[list], float], *, draws: int = 2000,
+                       level: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    """How far a figure over sequences could move on other sequences like them: the central `level`
+    interval of `statistic(resample)` over `draws` resamples of `groups` drawn with replacement, each
+    resample as many groups as given. A group is one sequence's data: a sequence's frames depend on each
+    other (one lost frame loses the next), so sequences are resampled whole, never frames alone.
+    Resamples whose statistic is NaN (an AUC that drew a single class) are left out; (NaN, NaN) when
+    every one is. The same seed gives the same interval."""
+    if not groups:
+        raise ValueError("bootstrap_interval needs at least one group")
+    if draws < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"draws must be >= 1 and level within (0, 1); got {draws}, {level}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(len(groups), size=(draws, len(groups)))
+    values = np.array([statistic([groups[i] for i in pick]) for pick in picks], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def absence_precision_recall(called_absent, truly_absent) -> tuple[float, float]:

@@ -105,7 +105,16 @@ def score_labels(results: dict[str, TrackResult], sequences: list[EvalSequence])
     """(scores [F], labels [F]): sigmoid(score) and IoU(predicted box, ground truth) > 0.5 over every frame
     that has a score (not frame 0, not STARK-S), ground truth and a visible target with a proper box.
     IoU is the plain one of the two boxes (no clipping to the image)."""
-    scores, labels = [], []
+    groups = score_label_groups(results, sequences)
+    if not groups:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate([s for s, _ in groups]), np.concatenate([y for _, y in groups])
+
+
+def score_label_groups(results: dict[str, TrackResult], sequences: list[EvalSequence]
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`score_labels`, one (scores, labels) pair per sequence that has such frames."""
+    groups = []
     for seq in sequences:
         if not seq.has_groundtruth or seq.name not in results:
             continue
@@ -116,11 +125,8 @@ def score_labels(results: dict[str, TrackResult], sequences: list[EvalSequence])
         if not valid.any():
             continue
         iou = M.box_iou_xywh(result.boxes[valid], gt[valid])  # [F_seq]
-        scores.append(np.asarray(result.scores, dtype=np.float64)[valid])
-        labels.append(iou > SCORE_IOU_THRESHOLD)
-    if not scores:
-        return np.zeros(0), np.zeros(0, dtype=bool)
-    return np.concatenate(scores), np.concatenate(labels)
+        groups.append((np.asarray(result.scores, dtype=np.float64)[valid], iou > SCORE_IOU_THRESHOLD))
+    return groups
 
 
 def score_auc(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> float:
@@ -129,6 +135,19 @@ def score_auc(results: dict[str, TrackResult], sequences: list[EvalSequence]) ->
     no frame beyond the first) or every frame is on one side of 0.5."""
     scores, labels = score_labels(results, sequences)
     return M.roc_auc(scores, labels) if len(scores) else float("nan")
+
+
+def score_auc_interval(results: dict[str, TrackResult], sequences: list[EvalSequence], *, draws: int = 2000,
+                       level: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    """The `score_auc` other sequences like these could give: its `level` bootstrap interval over the
+    sequences (`metrics.bootstrap_interval`). A pooled AUC over a dozen sequences moves with the few
+    where the tracker follows something else at a high score, so one figure alone says little."""
+    groups = score_label_groups(results, sequences)
+    if not groups:
+        return float("nan"), float("nan")
+    return M.bootstrap_interval(groups, lambda drawn: M.roc_auc(np.concatenate([s for s, _ in drawn]),
+                                                                np.concatenate([y for _, y in drawn])),
+                                draws=draws, level=level, seed=seed)
 
 
 def absence_scores(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> dict | None:

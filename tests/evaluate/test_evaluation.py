@@ -12,7 +12,7 @@ import torch
 from tests.support.model_fixtures import official_model_config, preset_model_config
 from stark.jobs.evaluate import main as evaluate_main
 from stark.model.stark import build_stark
-from stark.platform.evaluate.report import score_auc, score_labels
+from stark.platform.evaluate.report import score_auc, score_auc_interval, score_labels
 from stark.platform.evaluate.runner import (EvalSequence, FramesRef, load_sequences, pack_model, track_sequences,
                                             worker_chunks)
 from stark.platform.evaluate.config import EvalConfig
@@ -107,6 +107,19 @@ def test_score_auc_pools_scored_visible_frames_labelled_by_iou_above_one_half():
     assert scores.tolist() == [0.8, 0.3, 0.35, 0.4, 0.9] and labels.tolist() == [True, False, True, False, True]
     # positives 0.8, 0.35, 0.9 vs negatives 0.3, 0.4: 0.35 loses to 0.4, the other five pairs are won
     assert score_auc({"a": ra, "b": rb}, [a, b]) == pytest.approx(5 / 6)
+
+
+def test_score_auc_interval_resamples_whole_sequences():
+    # each sequence alone ranks its frames right, but "b" scores its misses above "a"'s hits: pooled,
+    # the AUC depends on which sequences are drawn, and a draw of "a" alone (or "b" alone) is perfect
+    a, ra = scored_sequence("a", [1.0, 0.9, 0.9, 0.1], [np.nan, 0.5, 0.5, 0.2])
+    b, rb = scored_sequence("b", [1.0, 0.9, 0.1, 0.1], [np.nan, 0.95, 0.8, 0.8])
+    results, sequences = {"a": ra, "b": rb}, [a, b]
+    # positives 0.5, 0.5, 0.95 vs negatives 0.2, 0.8, 0.8: 0.95 wins all 3, each 0.5 wins 1 of 3 -> 5/9
+    assert score_auc(results, sequences) == pytest.approx(5 / 9)
+    lo, hi = score_auc_interval(results, sequences)
+    assert lo == pytest.approx(5 / 9) and hi == 1.0
+    assert np.isnan(score_auc_interval({}, sequences)).all()
 
 
 def test_score_auc_is_nan_without_scores_or_with_one_class():

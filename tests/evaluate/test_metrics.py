@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from stark.platform.evaluate.metrics import (BENCHMARK_PROTOCOLS, CENTER_THRESHOLDS_PX, NORM_CENTER_THRESHOLDS,
-                                    OVERLAP_THRESHOLDS, aggregate, box_iou_xywh, center_error_xywh,
-                                    roc_auc, sequence_metrics)
+                                    OVERLAP_THRESHOLDS, aggregate, bootstrap_interval, box_iou_xywh,
+                                    center_error_xywh, roc_auc, sequence_metrics)
 
 GT_BOX = [10.0, 20.0, 40.0, 20.0]  # 40 x 20 box, area 800
 
@@ -271,3 +271,36 @@ def test_roc_auc_is_undefined_with_one_class_and_refuses_missing_scores():
     assert np.isnan(roc_auc([0.2, 0.9], [False, False]))
     with pytest.raises(ValueError, match="finite"):
         roc_auc([np.nan, 0.9], [True, False])
+
+
+# --- how far a figure over sequences could move ----------------------------------------------------------
+def test_a_bootstrap_interval_of_identical_sequences_has_no_width():
+    assert bootstrap_interval([0.4] * 12, np.mean) == (pytest.approx(0.4), pytest.approx(0.4))
+
+
+def test_a_bootstrap_interval_holds_the_figure_narrows_with_more_sequences_and_repeats_with_its_seed():
+    rng = np.random.default_rng(0)
+    few, many = list(rng.uniform(0, 1, 6)), list(rng.uniform(0, 1, 96))
+    lo_few, hi_few = bootstrap_interval(few, np.mean)
+    lo_many, hi_many = bootstrap_interval(many, np.mean)
+    assert lo_few < np.mean(few) < hi_few and lo_many < np.mean(many) < hi_many
+    assert hi_many - lo_many < (hi_few - lo_few) / 2  # ~1/sqrt(16) as wide
+    assert bootstrap_interval(few, np.mean, seed=3) == bootstrap_interval(few, np.mean, seed=3)
+    # the mean of 4 draws from two 0s and two 1s is 0 or 1 with probability 1/16 each (< 10%, > 5%):
+    # an 80% interval leaves those out, a 90% one does not
+    values = [0.0, 0.0, 1.0, 1.0]
+    assert bootstrap_interval(values, np.mean, draws=4000, level=0.8) == (0.25, 0.75)
+    assert bootstrap_interval(values, np.mean, draws=4000, level=0.9) == (0.0, 1.0)
+
+
+def test_a_bootstrap_interval_leaves_out_resamples_whose_statistic_is_undefined():
+    # one positive and one negative sequence: a resample of one class has no AUC
+    groups = [([0.9], [True]), ([0.1], [False])]
+
+    def auc(drawn):
+        return roc_auc(np.concatenate([s for s, _ in drawn]), np.concatenate([y for _, y in drawn]))
+
+    assert bootstrap_interval(groups, auc) == (1.0, 1.0)
+    assert np.isnan(bootstrap_interval([([0.9], [True])], auc)).all()
+    with pytest.raises(ValueError, match="at least one group"):
+        bootstrap_interval([], np.mean)
