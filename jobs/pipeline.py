@@ -313,7 +313,7 @@ class Pipeline:
         import numpy as np
 
         from stark.platform.evaluate import metrics as M
-        from stark.platform.evaluate.report import PROTOCOLS, score_auc
+        from stark.platform.evaluate.report import PROTOCOLS, score_auc, score_auc_interval
         from stark.platform.evaluate.runner import load_sequences, track_model
         from stark.platform.model_loading import load_model
 
@@ -335,7 +335,10 @@ class Pipeline:
             tracker = self.cfg.tracker_choice.for_model(loaded.tracker)
             settings = settings or tracker
             results = track_model(loaded, tracker, sequences, self.cfg.evaluate, self.cfg.storage)
-            rows[label] = {**scores(lambda s: results[s.name].boxes), "score_auc": score_auc(results, sequences)}
+            # a handful of sequences: the AUC's 90% interval over sequences like them says how much it means
+            auc_lo, auc_hi = score_auc_interval(results, sequences)
+            rows[label] = {**scores(lambda s: results[s.name].boxes), "score_auc": score_auc(results, sequences),
+                           "auc_lo90": auc_lo, "auc_hi90": auc_hi}
         rows["static box (first frame)"] = scores(lambda s: np.repeat(s.init_box[None], s.num_frames, axis=0))
         outputs = {"work folder": str(self.work), "clips + manifest": self.clips,
                    "training run": str(Path(self.final_checkpoint(1)).parent.parent),
