@@ -31,6 +31,10 @@ class TrackerSettings:
     redetect_after: int = 0
     redetect_threshold: float = 0.5
     redetect_windows: int = 16
+    # Size consistency (not in the official tracker, which is 0): the score every decision uses (and every
+    # result reports) is the score head's sigmoid times exp(-size_consistency * |log(s / s_ref)|), s the
+    # box's sqrt(w * h) and s_ref that of the box the newest template was cut around (loop.size_consistent).
+    size_consistency: float = 0.0
 
     def validate(self) -> None:
         if self.update_interval < 1:
@@ -45,6 +49,8 @@ class TrackerSettings:
             raise ValueError(f"tracker.redetect_threshold must be in [0, 1], got {self.redetect_threshold}")
         if self.redetect_windows < 1:
             raise ValueError(f"tracker.redetect_windows must be >= 1, got {self.redetect_windows}")
+        if self.size_consistency < 0:
+            raise ValueError(f"tracker.size_consistency must be >= 0 (0: off), got {self.size_consistency}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
         if self.crop_rule not in CROP_RULES:

@@ -8,7 +8,9 @@ it to the frame (official margin rule). No cosine window, no smoothing. STARK-ST
 template is re-cropped around the new box; the target counts as present where the sigmoid reaches
 `present_threshold`. Template tokens are computed once per template. With `redetect_after` > 0 (not
 the official tracker) a target scored below `redetect_threshold` that long is searched for over the
-whole frame, from the last box scored above it (`redetection_boxes`).
+whole frame, from the last box scored above it (`redetection_boxes`). With `size_consistency` > 0 (not
+the official tracker either) every score is first scaled down by how far the box's size is from that of
+the box the newest template was cut around (`size_consistent`).
 How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
 official tracker's rule, selected by loading an official release file.
 
@@ -44,6 +46,7 @@ class TrackState:
     updates: list[int] = field(default_factory=list)  # frame indices where the dynamic template changed
     held: np.ndarray | None = None  # the last box scored at or above redetect_threshold (re-detection's scale)
     missed: int = 0  # consecutive frames since, scored below it
+    reference_size: float = 0.0  # sqrt(w * h) of the box the newest template was cut around (`size_consistency`)
 
     def lost(self, settings: TrackerSettings) -> bool:
         """Whether the next frame is searched whole (re-detection) instead of around `box`."""
@@ -53,7 +56,7 @@ class TrackState:
 @dataclass
 class TrackResult:
     boxes: np.ndarray  # [N, 4] xywh; row 0 is the given box
-    scores: np.ndarray  # [N]; NaN where there is no score (frame 0, STARK-S)
+    scores: np.ndarray  # [N] the score decisions used (sigmoid, size-consistent when on); NaN: none (frame 0, STARK-S)
     seconds: np.ndarray  # [N] wall time spent on each frame
     updates: list[int]  # frame indices where the dynamic template was replaced
     initial_template: Any = None  # the initial template's tokens (batch axis 1), for reuse
@@ -100,6 +103,20 @@ def redetection_boxes(box_xywh, height: int, width: int, search_factor: float, m
                for n, k in zip((width, height), along)]
     bw, bh = w * grow, h * grow
     return [np.array([cx - bw / 2, cy - bh / 2, bw, bh]) for cy in centres[1] for cx in centres[0]]
+
+
+def box_size(box_xywh) -> float:
+    """sqrt(w * h): a box's size, in its own units."""
+    return math.sqrt(max(float(box_xywh[2]) * float(box_xywh[3]), 1e-12))
+
+
+def size_consistent(scores: np.ndarray, sizes: np.ndarray, reference: np.ndarray, strength: float) -> np.ndarray:
+    """Scores of boxes of size `sizes` (sqrt(w * h)) times exp(-strength * |log(size / reference)|): a box
+    far larger or smaller than the one the newest template shows is less likely to hold the target.
+    The network scores each crop alone, so it cannot see that a box has grown frame by frame onto its
+    surroundings (its crop grows with the box) or shrunk onto clutter. NaN scores stay NaN."""
+    ratio = np.log(np.clip(sizes, 1e-6, None) / np.clip(reference, 1e-6, None))
+    return scores * np.exp(-strength * np.abs(ratio))
 
 
 def recovery_state(boxes: np.ndarray, scores: np.ndarray, settings: TrackerSettings) -> tuple[np.ndarray, int]:
@@ -164,8 +181,8 @@ class TrackerLoop(ABC):
                 raise ValueError(f"initial box {box.tolist()} is empty or outside the {w}x{h} frame")
         embedded = self._embed(frames, boxes)
         # STARK-ST starts with the dynamic template equal to the initial one.
-        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates, held=b.copy())
-                for b, z in zip(boxes, embedded)]
+        return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates, held=b.copy(),
+                           reference_size=box_size(b)) for b, z in zip(boxes, embedded)]
 
     def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
         """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
@@ -178,7 +195,7 @@ class TrackerLoop(ABC):
             states.append(TrackState(box=b, frame_index=p.frame_index,
                                      templates=[self._adopt(p.prefix.initial_template), z],
                                      updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index],
-                                     held=held, missed=missed))
+                                     held=held, missed=missed, reference_size=box_size(b)))
         return states
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
@@ -196,6 +213,10 @@ class TrackerLoop(ABC):
                      for t in range(c.num_templates)]
         boxes, scores = self._forward_search(templates, normalize_crops(np.stack(crops)), np.stack(masks))
         boxes = boxes * c.search_size  # cxcywh, crop pixels
+        if settings.size_consistency > 0:
+            sizes = np.sqrt(np.clip(boxes[:, 2] * boxes[:, 3], 1e-6, None)) / np.array([w.scale for w in windows])
+            reference = np.array([states[i].reference_size for i in owners])
+            scores = size_consistent(scores, sizes, reference, settings.size_consistency)
 
         due, chosen, first = [], [], 0
         for i, (state, frame) in enumerate(zip(states, frames)):
@@ -219,6 +240,7 @@ class TrackerLoop(ABC):
         if due:
             for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
                 states[i].templates = [states[i].templates[0], tokens]
+                states[i].reference_size = box_size(states[i].box)
                 states[i].updates.append(states[i].frame_index)
         return chosen
 

@@ -61,7 +61,8 @@ def test_boxes_csv_says_per_frame_whether_the_target_is_present(tmp_path, leavin
     import decord
 
     frames = [f.asnumpy() for f in decord.VideoReader(str(root / "leaves.mp4"))]
-    scores = StarkTracker(model, cfg.model, TrackerSettings()).track(frames, seq.boxes_xywh[0]).scores
+    settings = cfg.tracker_choice.for_model(None)  # as `stark track --config stark_tiny` tracks
+    scores = StarkTracker(model, cfg.model, settings).track(frames, seq.boxes_xywh[0]).scores
     ordered = np.sort(scores[1:])
     threshold = float(ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1].mean())  # between two scores
     box = ",".join(f"{v:g}" for v in seq.boxes_xywh[0])
