@@ -16,7 +16,7 @@ import pytest
 
 from stark.platform.evaluate.metrics import box_iou_xywh
 from stark.platform.track.config import TrackerSettings
-from stark.platform.track.loop import redetection_boxes, size_consistent
+from stark.platform.track.loop import ResumePoint, redetection_boxes, size_consistent, track_many
 
 from .test_redetection import H, W, SquareSeer
 
@@ -77,8 +77,6 @@ def test_a_new_dynamic_template_makes_its_box_the_reference():
 
 
 def test_a_resumed_sequence_keeps_the_reference_of_its_newest_template():
-    from stark.platform.track.loop import ResumePoint, track_many
-
     growing = [[(100, 100, 20)]] * 3 + [[(95, 95, 30)]] * 5
     settings = TrackerSettings(size_consistency=STRENGTH, update_interval=4, score_threshold=0.5)
     frames = video_of_squares(growing)
