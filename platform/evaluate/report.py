@@ -102,10 +102,10 @@ SCORE_IOU_THRESHOLD = 0.5
 
 
 def score_labels(results: dict[str, TrackResult], sequences: list[EvalSequence]) -> tuple[np.ndarray, np.ndarray]:
-    """(scores [F], labels [F]): the tracker's score (`TrackResult.scores`: sigmoid, size-consistent when
-    on) and IoU(predicted box, ground truth) > 0.5 over every frame that has a score (not frame 0, not
-    STARK-S), ground truth and a visible target with a proper box. IoU is the plain one of the two boxes
-    (no clipping to the image)."""
+    """(scores [F], labels [F]): the tracker's score (`TrackResult.scores`: sigmoid, size- and
+    aspect-consistent when on) and IoU(predicted box, ground truth) > 0.5 over every frame that has a
+    score (not frame 0, not STARK-S), ground truth and a visible target with a proper box. IoU is the plain
+    one of the two boxes (no clipping to the image)."""
     groups = score_label_groups(results, sequences)
     if not groups:
         return np.zeros(0), np.zeros(0, dtype=bool)

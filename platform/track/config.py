@@ -35,6 +35,9 @@ class TrackerSettings:
     # result reports) is the score head's sigmoid times exp(-size_consistency * |log(s / s_ref)|), s the
     # box's sqrt(w * h) and s_ref that of the box the newest template was cut around (loop.size_consistent).
     size_consistency: float = 0.0
+    # Aspect consistency (not in the official tracker either): the same, times exp(-aspect_consistency *
+    # |log(a / a_ref)|), a the box's w / h and a_ref that of the same reference box (loop.aspect_consistent).
+    aspect_consistency: float = 0.0
 
     def validate(self) -> None:
         if self.update_interval < 1:
@@ -51,6 +54,8 @@ class TrackerSettings:
             raise ValueError(f"tracker.redetect_windows must be >= 1, got {self.redetect_windows}")
         if self.size_consistency < 0:
             raise ValueError(f"tracker.size_consistency must be >= 0 (0: off), got {self.size_consistency}")
+        if self.aspect_consistency < 0:
+            raise ValueError(f"tracker.aspect_consistency must be >= 0 (0: off), got {self.aspect_consistency}")
         if self.box_margin < 1:
             raise ValueError("tracker.box_margin must be >= 1")
         if self.crop_rule not in CROP_RULES:

@@ -10,7 +10,8 @@ template is re-cropped around the new box; the target counts as present where th
 the official tracker) a target scored below `redetect_threshold` that long is searched for over the
 whole frame, from the last box scored above it (`redetection_boxes`). With `size_consistency` > 0 (not
 the official tracker either) every score is first scaled down by how far the box's size is from that of
-the box the newest template was cut around (`size_consistent`).
+the box the newest template was cut around (`size_consistent`); with `aspect_consistency` > 0, by how far
+its aspect ratio is from that box's (`aspect_consistent`).
 How crops are cut and boxes mapped back is `crop_rule` (platform/crop.py): `official` is the
 official tracker's rule, selected by loading an official release file.
 
@@ -47,6 +48,7 @@ class TrackState:
     held: np.ndarray | None = None  # the last box scored at or above redetect_threshold (re-detection's scale)
     missed: int = 0  # consecutive frames since, scored below it
     reference_size: float = 0.0  # sqrt(w * h) of the box the newest template was cut around (`size_consistency`)
+    reference_aspect: float = 1.0  # w / h of that box (`aspect_consistency`)
 
     def lost(self, settings: TrackerSettings) -> bool:
         """Whether the next frame is searched whole (re-detection) instead of around `box`."""
@@ -56,7 +58,8 @@ class TrackState:
 @dataclass
 class TrackResult:
     boxes: np.ndarray  # [N, 4] xywh; row 0 is the given box
-    scores: np.ndarray  # [N] the score decisions used (sigmoid, size-consistent when on); NaN: none (frame 0, STARK-S)
+    # [N] the score decisions used (sigmoid, size- and aspect-consistent when on); NaN: none (frame 0, STARK-S)
+    scores: np.ndarray
     seconds: np.ndarray  # [N] wall time spent on each frame
     updates: list[int]  # frame indices where the dynamic template was replaced
     initial_template: Any = None  # the initial template's tokens (batch axis 1), for reuse
@@ -110,13 +113,31 @@ def box_size(box_xywh) -> float:
     return math.sqrt(max(float(box_xywh[2]) * float(box_xywh[3]), 1e-12))
 
 
+def box_aspect(box_xywh) -> float:
+    """w / h: a box's aspect ratio."""
+    return max(float(box_xywh[2]), 1e-6) / max(float(box_xywh[3]), 1e-6)
+
+
+def _ratio_weight(values: np.ndarray, reference: np.ndarray, strength: float) -> np.ndarray:
+    """exp(-strength * |log(value / reference)|): 1 at the reference, 2^-strength at twice or half of it."""
+    ratio = np.log(np.clip(values, 1e-6, None) / np.clip(reference, 1e-6, None))
+    return np.exp(-strength * np.abs(ratio))
+
+
 def size_consistent(scores: np.ndarray, sizes: np.ndarray, reference: np.ndarray, strength: float) -> np.ndarray:
     """Scores of boxes of size `sizes` (sqrt(w * h)) times exp(-strength * |log(size / reference)|): a box
     far larger or smaller than the one the newest template shows is less likely to hold the target.
     The network scores each crop alone, so it cannot see that a box has grown frame by frame onto its
     surroundings (its crop grows with the box) or shrunk onto clutter. NaN scores stay NaN."""
-    ratio = np.log(np.clip(sizes, 1e-6, None) / np.clip(reference, 1e-6, None))
-    return scores * np.exp(-strength * np.abs(ratio))
+    return scores * _ratio_weight(sizes, reference, strength)
+
+
+def aspect_consistent(scores: np.ndarray, aspects: np.ndarray, reference: np.ndarray, strength: float
+                      ) -> np.ndarray:
+    """Scores of boxes of aspect ratio `aspects` (w / h) times exp(-strength * |log(aspect / reference)|):
+    a box that half covers the target and half its surroundings is most often stretched along one side,
+    which the network, scoring the crop alone, does not hold against it. NaN scores stay NaN."""
+    return scores * _ratio_weight(aspects, reference, strength)
 
 
 def recovery_state(boxes: np.ndarray, scores: np.ndarray, settings: TrackerSettings) -> tuple[np.ndarray, int]:
@@ -182,7 +203,8 @@ class TrackerLoop(ABC):
         embedded = self._embed(frames, boxes)
         # STARK-ST starts with the dynamic template equal to the initial one.
         return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates, held=b.copy(),
-                           reference_size=box_size(b)) for b, z in zip(boxes, embedded)]
+                           reference_size=box_size(b), reference_aspect=box_aspect(b))
+                for b, z in zip(boxes, embedded)]
 
     def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
         """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
@@ -195,7 +217,8 @@ class TrackerLoop(ABC):
             states.append(TrackState(box=b, frame_index=p.frame_index,
                                      templates=[self._adopt(p.prefix.initial_template), z],
                                      updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index],
-                                     held=held, missed=missed, reference_size=box_size(b)))
+                                     held=held, missed=missed, reference_size=box_size(b),
+                                     reference_aspect=box_aspect(b)))
         return states
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
@@ -217,6 +240,10 @@ class TrackerLoop(ABC):
             sizes = np.sqrt(np.clip(boxes[:, 2] * boxes[:, 3], 1e-6, None)) / np.array([w.scale for w in windows])
             reference = np.array([states[i].reference_size for i in owners])
             scores = size_consistent(scores, sizes, reference, settings.size_consistency)
+        if settings.aspect_consistency > 0:
+            aspects = np.clip(boxes[:, 2], 1e-6, None) / np.clip(boxes[:, 3], 1e-6, None)  # a crop's scale cancels
+            reference = np.array([states[i].reference_aspect for i in owners])
+            scores = aspect_consistent(scores, aspects, reference, settings.aspect_consistency)
 
         due, chosen, first = [], [], 0
         for i, (state, frame) in enumerate(zip(states, frames)):
@@ -241,6 +268,7 @@ class TrackerLoop(ABC):
             for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
                 states[i].templates = [states[i].templates[0], tokens]
                 states[i].reference_size = box_size(states[i].box)
+                states[i].reference_aspect = box_aspect(states[i].box)
                 states[i].updates.append(states[i].frame_index)
         return chosen
 
