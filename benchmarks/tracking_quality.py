@@ -18,8 +18,8 @@ high score move the pooled AUC by several hundredths, so compare models by these
     python benchmarks/tracking_quality.py --models starter:stark_tiny stark-pipeline/tune/model_tuned.pt
     python benchmarks/tracking_quality.py --seed 7 --sequences 24           # other draws
 Models track with the preset's tracker settings (re-detection, size and aspect consistency on in the tiny
-presets) and, when those differ from the official loop, once more with none of them. Targets (issue 13): AO >= static +
-0.25, SR50 >= 0.40, score AUC >= 0.85, demo video >= 80%.
+presets) and, when those differ from the official loop, once more with none of them.
+Targets (issue 13): AO >= static + 0.25, SR50 >= 0.40, score AUC >= 0.85, demo video >= 80%.
 """
 from __future__ import annotations
 
