@@ -47,8 +47,7 @@ class TrackState:
     updates: list[int] = field(default_factory=list)  # frame indices where the dynamic template changed
     held: np.ndarray | None = None  # the last box scored at or above redetect_threshold (re-detection's scale)
     missed: int = 0  # consecutive frames since, scored below it
-    reference_size: float = 0.0  # sqrt(w * h) of the box the newest template was cut around (`size_consistency`)
-    reference_aspect: float = 1.0  # w / h of that box (`aspect_consistency`)
+    reference: np.ndarray | None = None  # the box the newest template was cut around (size/aspect consistency)
 
     def lost(self, settings: TrackerSettings) -> bool:
         """Whether the next frame is searched whole (re-detection) instead of around `box`."""
@@ -203,8 +202,7 @@ class TrackerLoop(ABC):
         embedded = self._embed(frames, boxes)
         # STARK-ST starts with the dynamic template equal to the initial one.
         return [TrackState(box=b, frame_index=0, templates=[z] * self.cfg.num_templates, held=b.copy(),
-                           reference_size=box_size(b), reference_aspect=box_aspect(b))
-                for b, z in zip(boxes, embedded)]
+                           reference=b.copy()) for b, z in zip(boxes, embedded)]
 
     def resume_many(self, frames: list[np.ndarray], points: list[ResumePoint]) -> list[TrackState]:
         """States right after a dynamic-template update on each given frame (frame `frame_index`)."""
@@ -217,8 +215,7 @@ class TrackerLoop(ABC):
             states.append(TrackState(box=b, frame_index=p.frame_index,
                                      templates=[self._adopt(p.prefix.initial_template), z],
                                      updates=[u for u in p.prefix.updates if u < p.frame_index] + [p.frame_index],
-                                     held=held, missed=missed, reference_size=box_size(b),
-                                     reference_aspect=box_aspect(b)))
+                                     held=held, missed=missed, reference=b.copy()))
         return states
 
     def step(self, states: list[TrackState], frames: list[np.ndarray]) -> list[float]:
@@ -238,11 +235,11 @@ class TrackerLoop(ABC):
         boxes = boxes * c.search_size  # cxcywh, crop pixels
         if settings.size_consistency > 0:
             sizes = np.sqrt(np.clip(boxes[:, 2] * boxes[:, 3], 1e-6, None)) / np.array([w.scale for w in windows])
-            reference = np.array([states[i].reference_size for i in owners])
+            reference = np.array([box_size(states[i].reference) for i in owners])
             scores = size_consistent(scores, sizes, reference, settings.size_consistency)
         if settings.aspect_consistency > 0:
             aspects = np.clip(boxes[:, 2], 1e-6, None) / np.clip(boxes[:, 3], 1e-6, None)  # a crop's scale cancels
-            reference = np.array([states[i].reference_aspect for i in owners])
+            reference = np.array([box_aspect(states[i].reference) for i in owners])
             scores = aspect_consistent(scores, aspects, reference, settings.aspect_consistency)
 
         due, chosen, first = [], [], 0
@@ -267,8 +264,7 @@ class TrackerLoop(ABC):
         if due:
             for i, tokens in zip(due, self._embed([frames[i] for i in due], [states[i].box for i in due])):
                 states[i].templates = [states[i].templates[0], tokens]
-                states[i].reference_size = box_size(states[i].box)
-                states[i].reference_aspect = box_aspect(states[i].box)
+                states[i].reference = states[i].box.copy()
                 states[i].updates.append(states[i].frame_index)
         return chosen
 
